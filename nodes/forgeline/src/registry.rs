@@ -1,0 +1,67 @@
+//! The built-in node kinds, one entry per stage, shared by `forgeline node` and `forgeline check`.
+
+use forgeline_runtime::{ConfigError, Stage, parse_config, run_node};
+
+/// One built-in node kind.
+pub struct NodeKind {
+    /// The kind name used in graphs: `args: node <kind>`.
+    pub kind: &'static str,
+    /// Runs the node (the process's whole life).
+    pub run: fn() -> eyre::Result<()>,
+    /// Validates a config text for this kind.
+    pub check: fn(Option<&str>, &str, &str) -> Result<(), ConfigError>,
+}
+
+fn entry<S: Stage>() -> NodeKind {
+    NodeKind {
+        kind: S::KIND,
+        run: run_node::<S>,
+        check: |text, origin, node_id| parse_config::<S::Config>(text, origin, node_id).map(|_| ()),
+    }
+}
+
+/// Every built-in node kind.
+pub fn kinds() -> Vec<NodeKind> {
+    vec![
+        // Entries are added as stages land; see nodes/README.md.
+        entry::<forgeline_runtime_selftest::Passthrough>(),
+    ]
+}
+
+/// Looks a kind up by name.
+pub fn find(kind: &str) -> Option<NodeKind> {
+    kinds().into_iter().find(|k| k.kind == kind)
+}
+
+/// Comma-separated kind names, for error messages.
+pub fn names() -> String {
+    kinds().iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
+}
+
+/// A trivial stage kept for runtime self-tests until the real stages are registered.
+mod forgeline_runtime_selftest {
+    use forgeline_runtime::{Input, InitContext, Outbox, Stage, StageError, Validate};
+    use serde::Deserialize;
+
+    /// Forwards every message from each input to the output of the same name.
+    pub struct Passthrough;
+
+    /// Passthrough has no settings.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PassthroughConfig {}
+    impl Validate for PassthroughConfig {}
+
+    impl Stage for Passthrough {
+        type Config = PassthroughConfig;
+        const KIND: &'static str = "passthrough";
+        fn new(_: PassthroughConfig, _: &InitContext) -> eyre::Result<Self> {
+            Ok(Self)
+        }
+        fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
+            let batch = forgeline_schemas::batch_from_struct_array(input.data.as_ref(), "any")?;
+            out.send_batch(input.port, batch);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The event loop: dora events in, [`Stage`] calls, Arrow messages out.
+
+use crate::config::{CONFIG_ENV, parse_config};
+use crate::counters::Counters;
+use crate::stage::{Idle, InitContext, Input, Outbox, Stage, StageError, UpstreamEvent};
+use arrow::array::{Array, ArrayRef};
+use dora_node_api::{DoraNode, Event, EventStream, MetadataParameters, TryRecvError};
+use eyre::WrapErr;
+use forgeline_schemas::arrow;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock time in ns since the Unix epoch (the runtime's clock; stages get it passed in).
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Sets up `tracing` for a node: key-value lines on stderr (dora collects them per node),
+/// level from `FORGELINE_LOG` (default `info`). Safe to call twice.
+pub fn init_tracing(kind: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FORGELINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    tracing::debug!(kind, "tracing initialised");
+}
+
+/// What a node did over its life, returned by [`run_stage`] (and logged at the end).
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Message and error counters.
+    pub counters: Counters,
+    /// Whether the loop ended on a `Stop` event (rather than the stream closing).
+    pub stopped: bool,
+}
+
+/// Validates the stage's config from the environment (as the graph would pass it) and returns the
+/// report to print: `Ok` when valid.
+///
+/// # Errors
+/// The formatted [`crate::ConfigError`].
+pub fn check_config_from_env<S: Stage>(node_id: &str) -> Result<(), String> {
+    let text = std::env::var(CONFIG_ENV).ok();
+    parse_config::<S::Config>(text.as_deref(), &format!("env {CONFIG_ENV}"), node_id)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The whole life of a node process: `--check-config` handling, tracing, dora init, config,
+/// stage construction, then [`run_stage`].
+///
+/// # Errors
+/// Bad config, a failing [`Stage::new`], a dora failure, or a [`StageError::Internal`].
+pub fn run_node<S: Stage>() -> eyre::Result<()> {
+    if std::env::args().any(|a| a == "--check-config") {
+        let node_id = std::env::var("FORGELINE_NODE_ID").unwrap_or_else(|_| S::KIND.to_owned());
+        return match check_config_from_env::<S>(&node_id) {
+            Ok(()) => {
+                println!("ok: node `{node_id}` ({}) config is valid", S::KIND);
+                Ok(())
+            }
+            Err(report) => Err(eyre::eyre!(report)),
+        };
+    }
+    init_tracing(S::KIND);
+    let (node, events) = DoraNode::init_from_env()
+        .map_err(|e| eyre::eyre!("{}: cannot connect to the dora daemon: {e}", S::KIND))?;
+    let node_id = node.id().to_string();
+    let origin = format!("node `{node_id}` env {CONFIG_ENV}");
+    let text = std::env::var(CONFIG_ENV).ok();
+    let config = match parse_config::<S::Config>(text.as_deref(), &origin, &node_id) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(node = %node_id, kind = S::KIND, "{e}");
+            return Err(eyre::eyre!(e));
+        }
+    };
+    let ctx = InitContext {
+        node_id: node_id.clone(),
+        outputs: node
+            .node_config()
+            .outputs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        inputs: node
+            .node_config()
+            .inputs
+            .keys()
+            .map(ToString::to_string)
+            .collect(),
+        restart_count: node.restart_count(),
+    };
+    if ctx.restart_count > 0 {
+        tracing::warn!(node = %node_id, restarts = ctx.restart_count, "node restarted by dora");
+    }
+    let stage = S::new(config, &ctx)
+        .wrap_err_with(|| format!("node `{node_id}` ({}): cannot start", S::KIND))?;
+    tracing::info!(node = %node_id, kind = S::KIND, inputs = ?ctx.inputs, outputs = ?ctx.outputs, "started");
+    let summary = run_stage(node, events, stage, &node_id)?;
+    tracing::info!(
+        node = %node_id,
+        received = ?summary.counters.received,
+        sent = ?summary.counters.sent,
+        errors = ?summary.counters.errors,
+        dropped = ?summary.counters.dropped,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Drives `stage` with the events of `node` until the stream ends or a `Stop` arrives.
+///
+/// Works with a real daemon and with `DoraNode::init_testing`.
+///
+/// # Errors
+/// A [`StageError::Internal`] from the stage (after `on_stop` was attempted).
+pub fn run_stage<S: Stage>(
+    mut node: DoraNode,
+    mut events: EventStream,
+    mut stage: S,
+    node_id: &str,
+) -> eyre::Result<RunSummary> {
+    let mut out = Outbox::default();
+    let mut summary = RunSummary::default();
+    let mut idle = Idle::Wait;
+    let mut last_drop_check = Instant::now();
+    let mut fatal: Option<StageError> = None;
+
+    loop {
+        let event = match idle {
+            Idle::Wait => events.recv(),
+            Idle::Spin => match events.try_recv() {
+                Ok(event) => Some(event),
+                Err(TryRecvError::Empty) => {
+                    let result = stage.on_idle(now_ns(), &mut out);
+                    flush(&mut node, &mut out, &mut summary.counters);
+                    match handle(result, &mut summary.counters, node_id, "idle") {
+                        Ok(Some(next)) => idle = next,
+                        Ok(None) => {}
+                        Err(e) => {
+                            fatal = Some(e);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                Err(_) => None,
+            },
+        };
+        let Some(event) = event else { break };
+        let now = now_ns();
+        let result = match event {
+            Event::Input { id, metadata, data } => {
+                let port = id.to_string();
+                Counters::bump(&mut summary.counters.received, &port, 1);
+                let data: ArrayRef = data.into_inner();
+                let sent_ns = metadata
+                    .timestamp()
+                    .get_time()
+                    .to_system_time()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                let input = Input {
+                    port: &port,
+                    data: &data,
+                    now_ns: now,
+                    sent_ns,
+                };
+                let r = stage.on_input(&input, &mut out);
+                handle_with_port(r, &mut summary.counters, node_id, &port)
+            }
+            Event::Stop(_) => {
+                summary.stopped = true;
+                break;
+            }
+            Event::InputClosed { id } => {
+                upstream(&mut stage, UpstreamEvent::InputClosed(id.to_string()), now, &mut out)
+            }
+            Event::NodeRestarted { id } => {
+                upstream(&mut stage, UpstreamEvent::NodeRestarted(id.to_string()), now, &mut out)
+            }
+            Event::NodeFailed {
+                source_node_id,
+                error,
+                ..
+            } => upstream(
+                &mut stage,
+                UpstreamEvent::NodeFailed {
+                    node: source_node_id.to_string(),
+                    error,
+                },
+                now,
+                &mut out,
+            ),
+            Event::Error(e) => {
+                tracing::warn!(node = %node_id, "dora reported an error: {e}");
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            fatal = Some(e);
+            break;
+        }
+        match handle(stage.on_idle(now, &mut out), &mut summary.counters, node_id, "idle") {
+            Ok(Some(next)) => idle = next,
+            Ok(None) => {}
+            Err(e) => {
+                fatal = Some(e);
+                break;
+            }
+        }
+        flush(&mut node, &mut out, &mut summary.counters);
+        if last_drop_check.elapsed() > Duration::from_secs(1) {
+            record_drops(&mut events, &mut summary.counters, node_id);
+            last_drop_check = Instant::now();
+        }
+    }
+
+    if let Err(e) = stage.on_stop(now_ns(), &mut out) {
+        tracing::warn!(node = %node_id, "on_stop failed: {e}");
+        Counters::bump(&mut summary.counters.errors, &e.class(), 1);
+    }
+    flush(&mut node, &mut out, &mut summary.counters);
+    record_drops(&mut events, &mut summary.counters, node_id);
+    match fatal {
+        Some(e) => Err(eyre::eyre!("node `{node_id}`: {e}")),
+        None => Ok(summary),
+    }
+}
+
+fn upstream<S: Stage>(
+    stage: &mut S,
+    event: UpstreamEvent,
+    now: u64,
+    out: &mut Outbox,
+) -> Result<(), StageError> {
+    tracing::info!(?event, "upstream event");
+    match stage.on_upstream(&event, now, out) {
+        Err(e @ StageError::Internal(_)) => Err(e),
+        Err(e) => {
+            tracing::warn!("on_upstream: {e}");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Input and external errors are logged and counted; internal ones end the node.
+fn handle_with_port(
+    result: Result<(), StageError>,
+    counters: &mut Counters,
+    node_id: &str,
+    port: &str,
+) -> Result<(), StageError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ StageError::Internal(_)) => {
+            Counters::bump(&mut counters.errors, &e.class(), 1);
+            tracing::error!(node = %node_id, port, "{e}");
+            Err(e)
+        }
+        Err(e) => {
+            Counters::bump(&mut counters.errors, &e.class(), 1);
+            tracing::warn!(node = %node_id, port, class = e.class(), "{e}");
+            Ok(())
+        }
+    }
+}
+
+fn handle(
+    result: Result<Idle, StageError>,
+    counters: &mut Counters,
+    node_id: &str,
+    what: &str,
+) -> Result<Option<Idle>, StageError> {
+    match result {
+        Ok(idle) => Ok(Some(idle)),
+        Err(e) => handle_with_port(Err(e), counters, node_id, what).map(|()| None),
+    }
+}
+
+fn flush(node: &mut DoraNode, out: &mut Outbox, counters: &mut Counters) {
+    for (port, batch) in out.pending.drain(..) {
+        let rows = batch.num_rows() as u64;
+        let array: ArrayRef = Arc::new(forgeline_schemas::to_struct_array(&batch));
+        debug_assert_eq!(array.len(), batch.num_rows());
+        match node.send_output(port.clone().into(), MetadataParameters::default(), array) {
+            Ok(()) => {
+                Counters::bump(&mut counters.sent, &port, 1);
+                Counters::bump(&mut counters.rows_sent, &port, rows);
+            }
+            Err(e) => {
+                counters.send_failures += 1;
+                tracing::warn!(port, "send failed: {e}");
+            }
+        }
+    }
+}
+
+fn record_drops(events: &mut EventStream, counters: &mut Counters, node_id: &str) {
+    for (input, n) in events.drain_drop_counts() {
+        if n > 0 {
+            let input = input.to_string();
+            tracing::warn!(node = %node_id, input, dropped = n, "dora dropped messages: input queue full");
+            Counters::bump(&mut counters.dropped, &input, n);
+        }
+    }
+}
