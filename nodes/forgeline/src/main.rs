@@ -2,6 +2,8 @@
 //! that CI and the edge box build and store one executable), plus the tools around them.
 
 mod check;
+mod graph;
+mod offline;
 mod registry;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,76 @@ enum Cmd {
     },
     /// List the built-in node kinds.
     Nodes,
+    /// Score recordings with a graph's own stages and config, in-process: one JSON line per
+    /// stroke `{"file","seq","score","decision"}`.
+    Score {
+        /// The graph whose stages and config to use.
+        graph: PathBuf,
+        /// Use this model directory instead of the graph's.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// WAV/CSV files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the predictions (JSON lines).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train a detector from normal recordings.
+    Train {
+        #[command(subcommand)]
+        what: TrainCmd,
+    },
+    /// Write a dataset of simulated strokes (WAV + manifest.csv) from the seeded press model.
+    Simulate {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Simulator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Normal strokes.
+        #[arg(long, default_value_t = 400)]
+        normal: usize,
+        /// Strokes of every fault and sensor-fault family (0: normal only).
+        #[arg(long, default_value_t = 0)]
+        per_fault: usize,
+        /// Stroke number of the first stroke.
+        #[arg(long, default_value_t = 0)]
+        first_seq: u64,
+    },
+    /// Compare predictions (from `score`) with a simulated dataset's manifest.
+    Evaluate {
+        /// Dataset directory (with manifest.csv).
+        dataset: PathBuf,
+        /// Predictions file (JSON lines).
+        preds: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCmd {
+    /// Anomaly detector for a press, from normal strokes only.
+    Press {
+        /// Directories or files of normal strokes (WAV/CSV).
+        #[arg(long, required = true, num_args = 1..)]
+        normal: Vec<PathBuf>,
+        /// Model directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Take the feature extractor's config from this graph (default: built-in defaults).
+        #[arg(long)]
+        graph: Option<PathBuf>,
+        /// Seed for splits, initialisation and calibration.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Model version (semver).
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+        /// Extra options passed to the Python trainer (e.g. `--epochs 200`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,11 +153,66 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Cmd::Score {
+            graph,
+            model,
+            inputs,
+            out,
+        } => report(offline::score(&graph, model.as_deref(), &inputs, &out)),
+        Cmd::Train {
+            what:
+                TrainCmd::Press {
+                    normal,
+                    out,
+                    graph,
+                    seed,
+                    version,
+                    extra,
+                },
+        } => report(offline::train_press(
+            &normal,
+            &out,
+            graph.as_deref(),
+            seed,
+            &version,
+            &extra,
+        )),
+        Cmd::Simulate {
+            out,
+            seed,
+            normal,
+            per_fault,
+            first_seq,
+        } => report(offline::simulate(&out, seed, normal, per_fault, first_seq)),
+        Cmd::Evaluate { dataset, preds } => match offline::evaluate(&dataset, &preds) {
+            Ok(e) => {
+                println!("balanced_accuracy: {:.4}", e.balanced_accuracy());
+                println!("false_reject_pct: {:.3}", e.false_reject_pct());
+                for (label, (ok, n)) in &e.per_label {
+                    println!("recall {label}: {ok}/{n} ({:.1}%)", 100.0 * *ok as f64 / (*n).max(1) as f64);
+                }
+                for (exp, row) in &e.confusion {
+                    println!("confusion {exp}: {row:?}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(Err(e)),
+        },
         Cmd::Nodes => {
             for k in registry::kinds() {
                 println!("{}", k.kind);
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn report(result: eyre::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

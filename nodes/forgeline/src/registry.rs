@@ -1,6 +1,7 @@
 //! The built-in node kinds, one entry per stage, shared by `forgeline node` and `forgeline check`.
 
-use forgeline_runtime::{ConfigError, Stage, parse_config, run_node};
+use forgeline_runtime::inprocess::DynStage;
+use forgeline_runtime::{ConfigError, InitContext, Stage, parse_config, run_node};
 
 /// One built-in node kind.
 pub struct NodeKind {
@@ -10,6 +11,8 @@ pub struct NodeKind {
     pub run: fn() -> eyre::Result<()>,
     /// Validates a config text for this kind.
     pub check: fn(Option<&str>, &str, &str) -> Result<(), ConfigError>,
+    /// Builds the stage in-process from a config text (for `forgeline score` and benchmarks).
+    pub build: fn(Option<&str>, &str, &InitContext) -> eyre::Result<Box<dyn DynStage>>,
 }
 
 fn entry<S: Stage>() -> NodeKind {
@@ -17,13 +20,23 @@ fn entry<S: Stage>() -> NodeKind {
         kind: S::KIND,
         run: run_node::<S>,
         check: |text, origin, node_id| parse_config::<S::Config>(text, origin, node_id).map(|_| ()),
+        build: |text, origin, ctx| {
+            let config = parse_config::<S::Config>(text, origin, &ctx.node_id)?;
+            Ok(Box::new(S::new(config, ctx)?))
+        },
     }
 }
 
 /// Every built-in node kind.
 pub fn kinds() -> Vec<NodeKind> {
     vec![
-        // Entries are added as stages land; see nodes/README.md.
+        entry::<forgeline_node_press_acquisition::PressAcquisition>(),
+        entry::<forgeline_node_vibration_features::VibrationFeatures>(),
+        entry::<forgeline_node_inference::Inference>(),
+        entry::<forgeline_node_threshold::ThresholdStage>(),
+        entry::<forgeline_node_telemetry::Telemetry>(),
+        entry::<forgeline_node_plc_output::PlcOutput>(),
+        entry::<forgeline_node_plc_sim::PlcSim>(),
         entry::<forgeline_runtime_selftest::Passthrough>(),
     ]
 }

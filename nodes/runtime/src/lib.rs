@@ -19,8 +19,10 @@
 //! - supports `--check-config`: a node binary validates its config and exits, which is how
 //!   `forgeline check` validates nodes it does not know.
 
+pub mod columns;
 pub mod config;
 pub mod counters;
+pub mod inprocess;
 mod run;
 pub mod stage;
 

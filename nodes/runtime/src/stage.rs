@@ -157,7 +157,7 @@ pub enum UpstreamEvent {
 ///
 /// The runtime parses [`Stage::Config`] from the graph file, calls [`Stage::new`] once, then
 /// [`Stage::on_input`] for each message, and [`Stage::on_stop`] at the end.
-pub trait Stage: Sized {
+pub trait Stage: Sized + 'static {
     /// The node's typed configuration (`#[serde(deny_unknown_fields, default)]`).
     type Config: DeserializeOwned + Validate;
     /// The node kind, e.g. `vibration-features` (used in logs and `forgeline node <kind>`).

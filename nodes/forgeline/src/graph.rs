@@ -1,0 +1,115 @@
+//! A graph file as forgeline reads it: nodes, their kind (for built-in nodes), their config text
+//! and their edges. Shared by `check`, `score` and `train`.
+
+use forgeline_runtime::CONFIG_ENV;
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+/// One node of a graph file.
+#[derive(Debug, Clone)]
+pub struct GraphNode {
+    /// Node id.
+    pub id: String,
+    /// Built-in kind (`path: …/forgeline`, `args: node <kind>`), if it is one.
+    pub kind: Option<String>,
+    /// `FORGELINE_CONFIG` text (node-level, else graph-level).
+    pub config: Option<String>,
+    /// `(input id, source node, source output)` for node-sourced inputs.
+    pub inputs: Vec<(String, String, String)>,
+}
+
+/// A parsed graph file.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its nodes, in file order.
+    pub nodes: Vec<GraphNode>,
+}
+
+impl Graph {
+    /// Reads and parses a graph file.
+    ///
+    /// # Errors
+    /// A message naming the file and what is wrong with it.
+    pub fn load(file: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+        let doc: Value = serde_yaml::from_str(&text)
+            .map_err(|e| format!("{}: not valid YAML: {e}", file.display()))?;
+        let nodes = doc
+            .get("nodes")
+            .and_then(Value::as_sequence)
+            .ok_or_else(|| format!("{}: no `nodes:` list", file.display()))?;
+        let graph_config = doc
+            .get("env")
+            .and_then(|e| e.get(CONFIG_ENV))
+            .and_then(Value::as_str);
+        let mut out = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let id = node
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{}: nodes[{i}]: missing `id`", file.display()))?;
+            let path = node.get("path").and_then(Value::as_str).unwrap_or("");
+            let args = node.get("args").and_then(Value::as_str).unwrap_or("");
+            let kind = if Path::new(path).file_name().and_then(|n| n.to_str()) == Some("forgeline")
+            {
+                let mut w = args.split_whitespace();
+                match (w.next(), w.next()) {
+                    (Some("node"), Some(kind)) => Some(kind.to_owned()),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let config = node
+                .get("env")
+                .and_then(|e| e.get(CONFIG_ENV))
+                .and_then(Value::as_str)
+                .or(graph_config)
+                .map(str::to_owned);
+            let inputs = node
+                .get("inputs")
+                .and_then(Value::as_mapping)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            let src = match v {
+                                Value::String(s) => s.as_str(),
+                                Value::Mapping(m) => m.get("source")?.as_str()?,
+                                _ => return None,
+                            };
+                            let (n, o) = src.split_once('/')?;
+                            let k = k.as_str()?;
+                            (n != "dora").then(|| (k.to_owned(), n.to_owned(), o.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(GraphNode {
+                id: id.to_owned(),
+                kind,
+                config,
+                inputs,
+            });
+        }
+        Ok(Self {
+            file: file.to_path_buf(),
+            nodes: out,
+        })
+    }
+
+    /// The first node of built-in `kind`.
+    pub fn node_of_kind(&self, kind: &str) -> Option<&GraphNode> {
+        self.nodes.iter().find(|n| n.kind.as_deref() == Some(kind))
+    }
+
+    /// The directory node paths and config paths are relative to.
+    pub fn dir(&self) -> PathBuf {
+        match self.file.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Offline tools over recordings, using the graph's own stages and config in-process:
+//! `score`, `train press`, `simulate` and `evaluate`.
+
+use crate::graph::Graph;
+use crate::registry;
+use eyre::{WrapErr, bail, eyre};
+use forgeline_acquisition::dataset::{DatasetPlan, Manifest, generate};
+use forgeline_acquisition::{ReplayConfig, ReplaySource, SourceConfig, VibrationSource};
+use forgeline_runtime::inprocess::InProcessGraph;
+use forgeline_runtime::{InitContext, now_ns};
+use forgeline_schemas::{Decision, Score, Waveform};
+use forgeline_vibration::{FeatureConfig, FeatureExtractor};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Kinds with side effects on the plant (PLC, files, network) or that produce data themselves:
+/// never run by the offline tools.
+const NOT_OFFLINE: &[&str] = &["press-acquisition", "plc-output", "plc-sim", "telemetry"];
+
+/// Replaces `model_dir` in a config text (for `--model`).
+fn override_model_dir(config: Option<&str>, model: &Path) -> eyre::Result<String> {
+    let mut v: Value = match config {
+        Some(t) if !t.trim().is_empty() => serde_yaml::from_str(t)?,
+        _ => Value::Mapping(serde_yaml::Mapping::new()),
+    };
+    if let Some(m) = v.as_mapping_mut() {
+        m.insert("model_dir".into(), model.display().to_string().into());
+    }
+    Ok(serde_yaml::to_string(&v)?)
+}
+
+/// The stages of `graph` that run offline, wired as in the graph. Relative paths in configs are
+/// resolved from the graph's directory, as under dora.
+fn build_offline(graph: &Graph, model: Option<&Path>) -> eyre::Result<(InProcessGraph, String)> {
+    let acquisition = graph
+        .node_of_kind("press-acquisition")
+        .ok_or_else(|| eyre!("{}: no press-acquisition node: nothing to feed recordings into", graph.file.display()))?
+        .id
+        .clone();
+    let mut g = InProcessGraph::new();
+    let origin = graph.file.display().to_string();
+    for node in &graph.nodes {
+        let Some(kind) = node.kind.as_deref() else { continue };
+        if NOT_OFFLINE.contains(&kind) {
+            continue;
+        }
+        let entry = registry::find(kind)
+            .ok_or_else(|| eyre!("{origin}: node `{}`: unknown kind `{kind}`", node.id))?;
+        let mut config = node.config.clone();
+        if let Some(model) = model {
+            let has_model_dir = config.as_deref().is_some_and(|c| c.contains("model_dir"));
+            if kind == "inference" || has_model_dir {
+                config = Some(override_model_dir(config.as_deref(), model)?);
+            }
+        }
+        let ctx = InitContext {
+            node_id: node.id.clone(),
+            outputs: Vec::new(),
+            inputs: node.inputs.iter().map(|i| i.0.clone()).collect(),
+            restart_count: 0,
+        };
+        let stage = (entry.build)(config.as_deref(), &origin, &ctx)
+            .wrap_err_with(|| format!("{origin}: node `{}` ({kind})", node.id))?;
+        g.add_stage(&node.id, stage);
+        for (input, from, output) in &node.inputs {
+            g.connect(from, output, &node.id, input);
+        }
+    }
+    Ok((g, acquisition))
+}
+
+/// Runs `f` with the current directory set to `dir` (config paths are relative to the graph).
+fn in_dir<T>(dir: &Path, f: impl FnOnce() -> eyre::Result<T>) -> eyre::Result<T> {
+    let back = std::env::current_dir()?;
+    std::env::set_current_dir(dir).wrap_err_with(|| format!("cannot enter {}", dir.display()))?;
+    let r = f();
+    std::env::set_current_dir(back)?;
+    r
+}
+
+fn absolute(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
+    paths
+        .iter()
+        .map(|p| std::path::absolute(p).wrap_err_with(|| format!("bad path {}", p.display())))
+        .collect()
+}
+
+/// The replay settings of the graph's acquisition node (sample rate, stroke length, trigger),
+/// with `paths` replaced.
+fn replay_config(graph: &Graph, paths: Vec<PathBuf>) -> eyre::Result<ReplayConfig> {
+    let mut replay = ReplayConfig::default();
+    if let Some(text) = graph.node_of_kind("press-acquisition").and_then(|n| n.config.as_deref()) {
+        let v: Value = serde_yaml::from_str(text)?;
+        if let Some(source) = v.get("source") {
+            if let Ok(SourceConfig::Replay(r)) = serde_yaml::from_value(source.clone()) {
+                replay = r;
+            }
+        }
+    }
+    replay.paths = paths;
+    replay.looping = false;
+    Ok(replay)
+}
+
+/// `forgeline score`: one JSON line per stroke `{"file","seq","score","decision"}`.
+pub fn score(graph: &Path, model: Option<&Path>, inputs: &[PathBuf], out: &Path) -> eyre::Result<()> {
+    let graph = Graph::load(graph).map_err(|e| eyre!(e))?;
+    let inputs = absolute(inputs)?;
+    let model = model.map(std::path::absolute).transpose()?;
+    let out = std::path::absolute(out)?;
+    let mut writer = BufWriter::new(
+        std::fs::File::create(&out).wrap_err_with(|| format!("cannot create {}", out.display()))?,
+    );
+    let replay = replay_config(&graph, inputs)?;
+    let (scored, errors) = in_dir(&graph.dir(), || {
+        let (mut g, acquisition) = build_offline(&graph, model.as_deref())?;
+        let mut source = ReplaySource::new(replay).map_err(|e| eyre!("{e}"))?;
+        let (mut scored, mut errors) = (0u64, 0u64);
+        while let Some(next) = source.next_stroke() {
+            let stroke = match next {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    errors += 1;
+                    continue;
+                }
+            };
+            let file = stroke.source.clone();
+            let seq = stroke.seq;
+            let now = now_ns();
+            let batch = Waveform::to_batch(&[stroke.into_waveform("replay", now)]);
+            let mut emitted = Vec::new();
+            if let Err((node, e)) = g.publish(&acquisition, "waveform", batch, now, &mut emitted) {
+                eprintln!("error: {file}: node `{node}`: {e}");
+                errors += 1;
+                continue;
+            }
+            let mut score = None;
+            let mut decision = None;
+            for (_, port, batch) in &emitted {
+                match port.as_str() {
+                    "score" => score = Score::try_from_batch(batch)?.into_iter().next(),
+                    "decision" => decision = Decision::try_from_batch(batch)?.into_iter().next(),
+                    _ => {}
+                }
+            }
+            let Some(decision) = decision else {
+                eprintln!("error: {file}: the graph produced no decision for this stroke");
+                errors += 1;
+                continue;
+            };
+            let s = score.map_or(decision.score, |s| s.score);
+            let line = serde_json::json!({
+                "file": file,
+                "seq": seq,
+                "score": if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null },
+                "decision": decision.verdict.as_str(),
+                "severity": decision.severity.as_str(),
+                "reason": decision.reason,
+                "model_version": decision.model_version,
+            });
+            writeln!(writer, "{line}")?;
+            scored += 1;
+        }
+        Ok((scored, errors))
+    })?;
+    writer.flush()?;
+    eprintln!("scored {scored} stroke(s), {errors} error(s) -> {}", out.display());
+    if scored == 0 && errors > 0 {
+        bail!("nothing could be scored");
+    }
+    Ok(())
+}
+
+/// The feature extractor config of the graph's `vibration-features` node (default if none).
+fn feature_config(graph: Option<&Graph>) -> eyre::Result<FeatureConfig> {
+    let text = graph
+        .and_then(|g| g.node_of_kind("vibration-features"))
+        .and_then(|n| n.config.clone());
+    Ok(match text {
+        Some(t) if !t.trim().is_empty() => serde_yaml::from_str(&t)?,
+        _ => FeatureConfig::default(),
+    })
+}
+
+/// The repository's Python tooling: `(python, PYTHONPATH)`.
+fn python_tools() -> eyre::Result<(PathBuf, PathBuf)> {
+    let mut starts = vec![std::env::current_dir()?];
+    if let Ok(exe) = std::env::current_exe() {
+        starts.push(exe);
+    }
+    for start in starts {
+        for dir in start.ancestors() {
+            let tools = dir.join("tools/python");
+            if tools.join("forgeline_ml").is_dir() {
+                let python = std::env::var_os("FORGELINE_PYTHON")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| dir.join(".venv/bin/python"));
+                if !python.exists() {
+                    bail!("{} not found: run scripts/setup.sh first", python.display());
+                }
+                return Ok((python, tools));
+            }
+        }
+    }
+    bail!("tools/python/forgeline_ml not found above the current directory or the forgeline binary")
+}
+
+/// `forgeline train press`: features of normal strokes (Rust, the graph's extractor) → the
+/// Python trainer (autoencoder, ONNX export, INT8 quantization, calibration) → a model directory.
+pub fn train_press(
+    normal: &[PathBuf],
+    out: &Path,
+    graph: Option<&Path>,
+    seed: u64,
+    version: &str,
+    extra: &[String],
+) -> eyre::Result<()> {
+    let graph = graph.map(Graph::load).transpose().map_err(|e| eyre!(e))?;
+    let mut extractor =
+        FeatureExtractor::new(feature_config(graph.as_ref())?).map_err(|e| eyre!("{e}"))?;
+    let replay = match &graph {
+        Some(g) => replay_config(g, absolute(normal)?)?,
+        None => ReplayConfig {
+            paths: absolute(normal)?,
+            ..ReplayConfig::default()
+        },
+    };
+    let mut source = ReplaySource::new(replay).map_err(|e| eyre!("{e}"))?;
+    let csv = std::env::temp_dir().join(format!("forgeline-train-{}.csv", std::process::id()));
+    let mut w = BufWriter::new(std::fs::File::create(&csv)?);
+    writeln!(w, "file,seq,{}", extractor.feature_names().join(","))?;
+    let (mut rows, mut skipped) = (0u64, 0u64);
+    let mut values = Vec::new();
+    while let Some(next) = source.next_stroke() {
+        let stroke = match next {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                skipped += 1;
+                continue;
+            }
+        };
+        let q = extractor.extract(&stroke.samples, stroke.sample_rate_hz, &mut values);
+        if !q.is_ok() {
+            eprintln!("skipped {}: data quality {q}", stroke.source);
+            skipped += 1;
+            continue;
+        }
+        let file = stroke.source.replace(',', "_");
+        let vals: Vec<String> = values.iter().map(|v| format!("{v:.7e}")).collect();
+        writeln!(w, "{file},{},{}", stroke.seq, vals.join(","))?;
+        rows += 1;
+    }
+    w.flush()?;
+    drop(w);
+    eprintln!("features of {rows} normal stroke(s) ({skipped} skipped) -> {}", csv.display());
+    if rows < 50 {
+        bail!("only {rows} usable normal strokes: record at least a few hundred");
+    }
+    let (python, tools) = python_tools()?;
+    let status = Command::new(&python)
+        .args(["-m", "forgeline_ml.train_press", "--features"])
+        .arg(&csv)
+        .arg("--out")
+        .arg(out)
+        .args(["--seed", &seed.to_string(), "--version", version])
+        .args(extra)
+        .env("PYTHONPATH", &tools)
+        .status()
+        .wrap_err_with(|| format!("cannot run {}", python.display()))?;
+    let _ = std::fs::remove_file(&csv);
+    if !status.success() {
+        bail!("training failed ({status})");
+    }
+    Ok(())
+}
+
+/// `forgeline simulate`: a dataset of WAV strokes from the seeded press simulator.
+pub fn simulate(out: &Path, seed: u64, normal: usize, per_fault: usize, first_seq: u64) -> eyre::Result<()> {
+    let mut plan = if per_fault == 0 {
+        DatasetPlan::training(normal)
+    } else {
+        DatasetPlan::held_out(normal, per_fault)
+    };
+    plan.first_seq = first_seq;
+    let manifest = generate(out, seed, &plan).map_err(|e| eyre!("{e}"))?;
+    eprintln!("wrote {} stroke(s) and manifest.csv to {}", manifest.rows.len(), out.display());
+    Ok(())
+}
+
+/// Scores of a predictions file against a dataset manifest.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// `expected -> predicted -> count`.
+    pub confusion: BTreeMap<String, BTreeMap<String, u64>>,
+    /// `label -> (correct, total)`.
+    pub per_label: BTreeMap<String, (u64, u64)>,
+}
+
+impl Evaluation {
+    /// Mean per-class recall over the expected classes present.
+    pub fn balanced_accuracy(&self) -> f64 {
+        let recalls: Vec<f64> = self
+            .confusion
+            .iter()
+            .map(|(exp, row)| {
+                let total: u64 = row.values().sum();
+                row.get(exp).copied().unwrap_or(0) as f64 / total.max(1) as f64
+            })
+            .collect();
+        recalls.iter().sum::<f64>() / recalls.len().max(1) as f64
+    }
+
+    /// Share of normal strokes rejected (or flagged), in %.
+    pub fn false_reject_pct(&self) -> f64 {
+        let Some(row) = self.confusion.get("ok") else { return 0.0 };
+        let total: u64 = row.values().sum();
+        let wrong = total - row.get("ok").copied().unwrap_or(0);
+        100.0 * wrong as f64 / total.max(1) as f64
+    }
+}
+
+/// `forgeline evaluate`: compares predictions with the dataset's manifest.
+pub fn evaluate(dataset: &Path, preds: &Path) -> eyre::Result<Evaluation> {
+    let manifest = Manifest::read(dataset).map_err(|e| eyre!("{e}"))?;
+    let mut by_file = BTreeMap::new();
+    let f = std::fs::File::open(preds).wrap_err_with(|| format!("cannot open {}", preds.display()))?;
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .wrap_err_with(|| format!("{}:{}: not JSON", preds.display(), n + 1))?;
+        let file = v["file"].as_str().unwrap_or_default();
+        let name = Path::new(file).file_name().and_then(|s| s.to_str()).unwrap_or(file).to_owned();
+        by_file.insert(name, v["decision"].as_str().unwrap_or("missing").to_owned());
+    }
+    let mut eval = Evaluation::default();
+    for row in &manifest.rows {
+        let expected = row.expected_verdict().to_owned();
+        let got = by_file.get(&row.file).cloned().unwrap_or_else(|| "missing".into());
+        *eval.confusion.entry(expected.clone()).or_default().entry(got.clone()).or_default() += 1;
+        let e = eval.per_label.entry(row.label.to_string()).or_default();
+        e.1 += 1;
+        if got == expected {
+            e.0 += 1;
+        }
+    }
+    Ok(eval)
+}
