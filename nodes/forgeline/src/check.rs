@@ -92,7 +92,10 @@ pub fn check_graph(file: &Path, opts: &CheckOptions) -> Vec<Finding> {
         );
         return findings;
     };
-    let base = file.parent().unwrap_or_else(|| Path::new("."));
+    let base = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let graph_env = doc.get("env");
 
     // Pass 1: ids and outputs.
@@ -234,7 +237,20 @@ pub fn check_graph(file: &Path, opts: &CheckOptions) -> Vec<Finding> {
                     ),
                 ),
                 Some(k) => {
-                    if let Err(e) = (k.check)(config_text.as_deref(), &origin, id) {
+                    let checked = crate::graph::in_dir(base, || {
+                        Ok((k.check)(config_text.as_deref(), &origin, id))
+                    })
+                    .unwrap_or_else(|e| {
+                        Err(forgeline_runtime::ConfigError {
+                            origin: origin.clone(),
+                            node_id: id.to_owned(),
+                            problems: vec![forgeline_runtime::ConfigProblem {
+                                field: ".".into(),
+                                reason: e.to_string(),
+                            }],
+                        })
+                    });
+                    if let Err(e) = checked {
                         for p in e.problems {
                             push(Level::Error, Some(id), format!("config ({kind}): {p}"));
                         }

@@ -113,3 +113,17 @@ impl Graph {
         }
     }
 }
+
+/// Runs `f` with the current directory set to `dir`: node config paths are relative to the
+/// graph's directory, as under dora, which starts nodes there.
+///
+/// # Errors
+/// `dir` cannot be entered, or `f`'s error.
+pub fn in_dir<T>(dir: &Path, f: impl FnOnce() -> eyre::Result<T>) -> eyre::Result<T> {
+    use eyre::WrapErr;
+    let back = std::env::current_dir()?;
+    std::env::set_current_dir(dir).wrap_err_with(|| format!("cannot enter {}", dir.display()))?;
+    let r = f();
+    std::env::set_current_dir(back)?;
+    r
+}

@@ -1,7 +1,7 @@
 //! Offline tools over recordings, using the graph's own stages and config in-process:
 //! `score`, `train press`, `simulate` and `evaluate`.
 
-use crate::graph::Graph;
+use crate::graph::{Graph, in_dir};
 use crate::registry;
 use eyre::{WrapErr, bail, eyre};
 use forgeline_acquisition::dataset::{DatasetPlan, Manifest, generate};
@@ -72,14 +72,6 @@ fn build_offline(graph: &Graph, model: Option<&Path>) -> eyre::Result<(InProcess
     Ok((g, acquisition))
 }
 
-/// Runs `f` with the current directory set to `dir` (config paths are relative to the graph).
-fn in_dir<T>(dir: &Path, f: impl FnOnce() -> eyre::Result<T>) -> eyre::Result<T> {
-    let back = std::env::current_dir()?;
-    std::env::set_current_dir(dir).wrap_err_with(|| format!("cannot enter {}", dir.display()))?;
-    let r = f();
-    std::env::set_current_dir(back)?;
-    r
-}
 
 fn absolute(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
     paths

@@ -19,6 +19,9 @@ pub struct Config {
     pub source: SourceConfig,
     /// Pace: `rate: 18` strokes/min (default) or `rate: max`; `max_burst` strokes per tick.
     pub pace: PaceConfig,
+    /// Exit when the source is exhausted (a finite replay), which ends the dataflow once every
+    /// stroke has gone through (default false: keep running idle).
+    pub exit_when_done: bool,
 }
 
 impl Default for Config {
@@ -27,6 +30,7 @@ impl Default for Config {
             asset_id: "press-01".into(),
             source: SourceConfig::Simulated(PressSimConfig::default()),
             pace: PaceConfig::default(),
+            exit_when_done: false,
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct PressAcquisition {
     pacer: Pacer,
     free_running: bool,
     exhausted: bool,
+    exit_when_done: bool,
     health_seq: u64,
 }
 
@@ -121,6 +126,7 @@ impl Stage for PressAcquisition {
             pacer,
             free_running,
             exhausted: false,
+            exit_when_done: config.exit_when_done,
             health_seq: 0,
         })
     }
@@ -135,6 +141,9 @@ impl Stage for PressAcquisition {
     }
 
     fn on_idle(&mut self, now_ns: u64, out: &mut Outbox) -> Result<Idle, StageError> {
+        if self.exhausted && self.exit_when_done {
+            return Ok(Idle::Exit);
+        }
         if self.free_running && !self.exhausted {
             let due = self.pacer.due(now_ns);
             self.emit(due, now_ns, out);

@@ -134,6 +134,10 @@ pub fn run_stage<S: Stage>(
 
     loop {
         let event = match idle {
+            Idle::Exit => {
+                tracing::info!(node = %node_id, "stage finished; exiting");
+                break;
+            }
             Idle::Wait => events.recv(),
             Idle::Spin => match events.try_recv() {
                 Ok(event) => Some(event),

@@ -135,6 +135,9 @@ pub enum Idle {
     Wait,
     /// Call [`Stage::on_idle`] again as soon as the event queue is empty (free-running sources).
     Spin,
+    /// The stage is done (e.g. a replay ran out): stop and exit cleanly. Downstream inputs close,
+    /// so a finite replay ends the whole dataflow.
+    Exit,
 }
 
 /// An upstream change that a stage may want to react to.

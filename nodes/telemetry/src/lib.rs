@@ -116,7 +116,7 @@ impl Stage for Telemetry {
 
     fn on_input(&mut self, input: &Input<'_>, _out: &mut Outbox) -> Result<(), StageError> {
         match input.port {
-            "alert" | "health" => {
+            "alert" | "health" | "plc_health" => {
                 for h in input.rows::<Health>()? {
                     tracing::warn!(
                         asset = %h.key.asset_id, node = %h.node_id, level = %h.level,

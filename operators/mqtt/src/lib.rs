@@ -1,0 +1,1 @@
+//! forgeline-mqtt (in progress)

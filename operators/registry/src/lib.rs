@@ -1,0 +1,1 @@
+//! forgeline-registry (in progress)

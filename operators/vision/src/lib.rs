@@ -1,0 +1,1 @@
+//! forgeline-vision (in progress)
