@@ -1,6 +1,7 @@
 //! `forgeline`: the built-in nodes of every line (`forgeline node <kind>`, one multi-call binary so
 //! that CI and the edge box build and store one executable), plus the tools around them.
 
+mod bench;
 mod check;
 mod graph;
 mod offline;
@@ -75,6 +76,18 @@ enum Cmd {
         /// Stroke number of the first stroke.
         #[arg(long, default_value_t = 0)]
         first_seq: u64,
+    },
+    /// End-to-end latency of a line under dora (acquisition → PLC node), with the same stages
+    /// fused in one process as the baseline, measured in the same run.
+    BenchLine {
+        /// The graph to run (its press-acquisition node is paced at `--rate`).
+        graph: PathBuf,
+        /// Strokes per minute.
+        #[arg(long, default_value_t = 600.0)]
+        rate: f64,
+        /// How long to run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// Compare predictions (from `score`) with a simulated dataset's manifest.
     Evaluate {
@@ -184,6 +197,11 @@ fn main() -> ExitCode {
             per_fault,
             first_seq,
         } => report(offline::simulate(&out, seed, normal, per_fault, first_seq)),
+        Cmd::BenchLine {
+            graph,
+            rate,
+            seconds,
+        } => report(bench::bench_line(&graph, rate, seconds)),
         Cmd::Evaluate { dataset, preds } => match offline::evaluate(&dataset, &preds) {
             Ok(e) => {
                 println!("balanced_accuracy: {:.4}", e.balanced_accuracy());

@@ -34,7 +34,7 @@ fn override_model_dir(config: Option<&str>, model: &Path) -> eyre::Result<String
 
 /// The stages of `graph` that run offline, wired as in the graph. Relative paths in configs are
 /// resolved from the graph's directory, as under dora.
-fn build_offline(graph: &Graph, model: Option<&Path>) -> eyre::Result<(InProcessGraph, String)> {
+pub fn build_offline(graph: &Graph, model: Option<&Path>) -> eyre::Result<(InProcessGraph, String)> {
     let acquisition = graph
         .node_of_kind("press-acquisition")
         .ok_or_else(|| eyre!("{}: no press-acquisition node: nothing to feed recordings into", graph.file.display()))?

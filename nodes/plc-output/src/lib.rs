@@ -12,6 +12,7 @@
 
 use forgeline_plc::{DeadlineOutcome, DeadlineTracker, FailSafeConfig, PlcConfig, PlcWorker};
 use forgeline_runtime::columns::Header;
+use forgeline_runtime::latency::Latencies;
 use forgeline_runtime::{ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate};
 use forgeline_schemas::{Correlation, Decision, Health, HealthLevel};
 use serde::Deserialize;
@@ -47,6 +48,8 @@ pub struct PlcOutput {
     health_seq: u64,
     late: u64,
     fail_safes: u64,
+    /// Acquisition → this node, for every verdict decided by the line (fail-safes excluded).
+    latency: Latencies,
 }
 
 impl PlcOutput {
@@ -111,6 +114,7 @@ impl Stage for PlcOutput {
             health_seq: 0,
             late: 0,
             fail_safes: 0,
+            latency: Latencies::with_capacity(1_000_000),
         })
     }
 
@@ -122,7 +126,10 @@ impl Stage for PlcOutput {
             "decision" => {
                 for d in input.rows::<Decision>()? {
                     match self.tracker.on_decision(&d, now) {
-                        DeadlineOutcome::Accepted | DeadlineOutcome::Unknown => self.apply(d, now, out),
+                        DeadlineOutcome::Accepted | DeadlineOutcome::Unknown => {
+                            self.latency.record(now.saturating_sub(d.key.acq_time_ns));
+                            self.apply(d, now, out);
+                        }
                         DeadlineOutcome::Late { late_by_ns } => {
                             self.late += 1;
                             tracing::warn!(asset = %d.key.asset_id, seq = d.key.seq, late_by_ms = late_by_ns as f64 / 1e6, "late verdict not applied (fail-safe stands)");
@@ -152,6 +159,10 @@ impl Stage for PlcOutput {
         self.housekeeping(now_ns, out);
         let s = self.worker.stats().snapshot();
         tracing::info!(?s, late = self.late, fail_safes = self.fail_safes, "PLC output stopped");
+        if let Some(summary) = self.latency.summary() {
+            // Parsed by `forgeline bench-line`: keep the prefix stable.
+            tracing::info!("LATENCY acquisition->plc {summary}");
+        }
         Ok(())
     }
 }

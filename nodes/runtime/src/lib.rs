@@ -23,6 +23,7 @@ pub mod columns;
 pub mod config;
 pub mod counters;
 pub mod inprocess;
+pub mod latency;
 mod run;
 pub mod stage;
 

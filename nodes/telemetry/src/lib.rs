@@ -115,8 +115,10 @@ impl Stage for Telemetry {
     }
 
     fn on_input(&mut self, input: &Input<'_>, _out: &mut Outbox) -> Result<(), StageError> {
+        // Inputs named `decision…` carry decisions; every other input carries health events
+        // (alerts, node health), so a graph can wire any number of them.
         match input.port {
-            "alert" | "health" | "plc_health" => {
+            p if !p.starts_with("decision") => {
                 for h in input.rows::<Health>()? {
                     tracing::warn!(
                         asset = %h.key.asset_id, node = %h.node_id, level = %h.level,

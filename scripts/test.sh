@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing (scripts/setup.sh), then runs every test: all crates' unit and
+# integration tests, the cross-crate tier that runs the real graphs under a real dora daemon
+# with real peers (pymodbus as the PLC), and the Python tooling's tests. Idempotent.
+#
+# One release build serves everything: the graphs start target/release/forgeline, and the
+# tests are built with the same profile so no dependency is compiled twice.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+echo "[test] building the example node (docs/authoring-nodes.md)" >&2
+cargo build --release --locked -p rms-gate
+
+echo "[test] Rust tests" >&2
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --locked --workspace
+else
+  cargo test --release --locked --workspace
+fi
+
+echo "[test] Python tooling tests" >&2
+(cd tools/python && ../../.venv/bin/python -m pytest -q)
