@@ -32,6 +32,11 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
     assert!(ok, "{err}");
     let expected = manifest(&data);
     assert_eq!(expected.len(), 12 + 10 * 2);
+    // Bad recordings among the good ones: each is reported naming the file, the line goes on.
+    std::fs::write(data.join("zz_malformed.wav"), b"RIFF\x00\x00not a wav").unwrap();
+    let short: Vec<f32> = vec![0.1; 1500];
+    write_wav(&data.join("zz_short.wav"), &short, 10_000);
+    write_wav(&data.join("zz_rate.wav"), &vec![0.1; 2000], 8_000);
 
     let port = free_port();
     let (_plc, writes) = pymodbus_server(port);
@@ -54,6 +59,12 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
 
     let (ok, out) = dora_run(&graph, tmp.path(), 120);
     assert!(ok, "dora run failed:\n{out}");
+    for bad in ["zz_malformed.wav", "zz_short.wav", "zz_rate.wav"] {
+        assert!(
+            out.lines().any(|l| l.contains("skipped a stroke") && l.contains(bad)),
+            "no error naming {bad}:\n{out}"
+        );
+    }
 
     // Every stroke, exactly once, with the verdict its label calls for.
     let decisions = read_jsonl(&log);
@@ -98,4 +109,26 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
         assert_eq!(code, Some(verdict_code(d["verdict"].as_str().unwrap())), "PLC verdict register for seq {seq}");
     }
     assert!(heartbeats >= 2, "the heartbeat register must advance (saw {heartbeats} writes)");
+}
+
+/// A mono float32 WAV (written by hand: the tests crate has no audio dependency).
+fn write_wav(path: &Path, samples: &[f32], rate: u32) {
+    let data_len = (samples.len() * 4) as u32;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 4).to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&32u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
 }
