@@ -10,6 +10,30 @@
 //!
 //! No clock is read: every timestamp is a parameter ([`Timestamp`]). See README.md for the
 //! package format, the registry layout and the guarantees.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use forgeline_registry::{PackageError, SigningKey, TrustedKeys, generate_keypair, sign, verify};
+//! let tmp = tempfile::tempdir()?;
+//! let keys = generate_keypair(tmp.path().join("keys"), None)?;
+//! let model = tmp.path().join("press-anomaly");
+//! std::fs::create_dir(&model)?;
+//! std::fs::write(model.join("model.yml"), "name: press-anomaly\nversion: 1.2.0\n")?;
+//! std::fs::write(model.join("model.fp32.onnx"), b"weights")?;
+//!
+//! sign(&model, &SigningKey::load(&keys.secret_key, None)?)?;
+//! let mut trusted = TrustedKeys::new();
+//! trusted.add_file(&keys.public_key)?;
+//! let id = verify(&model, &trusted)?;
+//! assert_eq!((id.name.as_str(), id.version.to_string()), ("press-anomaly", "1.2.0".into()));
+//!
+//! std::fs::write(model.join("model.fp32.onnx"), b"tampered")?;
+//! let err = verify(&model, &trusted).unwrap_err();
+//! assert!(matches!(err, PackageError::Contents { .. }));
+//! assert!(err.to_string().contains("model.fp32.onnx"));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod error;
 mod fsutil;
