@@ -576,6 +576,7 @@ mod tests {
         s.sync().unwrap();
         assert!(dropped > 0);
         let file = std::fs::metadata(s.path()).unwrap().len();
+        println!("queue file after churn: {file} bytes for a {cap}-byte cap");
         assert!(
             file < 16 * cap,
             "queue file {file} bytes for a {cap}-byte cap"

@@ -811,7 +811,15 @@ fn publishes_unacked_when_the_broker_died_are_resent() {
         dir.path().join("sub.txt"),
     );
     sub.wait_ready(port, "factory/probe/line/x/asset/y/alerts", &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Wait for an autosave that happened after the subscription.
+    let subscribed = std::time::SystemTime::now();
+    let db = dir.path().join("broker").join("mosquitto.db");
+    let saved = wait_until(Duration::from_secs(6), || {
+        fs::metadata(&db)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > subscribed)
+    });
+    assert!(saved, "mosquitto did not autosave {}", db.display());
 
     let (telemetry, _events) = Telemetry::start(config(port, &dir.path().join("q.redb"))).unwrap();
     assert!(wait_until(Duration::from_secs(5), || telemetry
