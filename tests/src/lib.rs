@@ -27,7 +27,8 @@ fn must_exist(p: PathBuf, hint: &str) -> PathBuf {
 
 /// The release `forgeline` binary the graphs use.
 pub fn forgeline() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     must_exist(
         target.join("release/forgeline"),
         "build it with `cargo build --release -p forgeline` (scripts/setup.sh does)",
@@ -36,7 +37,10 @@ pub fn forgeline() -> PathBuf {
 
 /// The dora CLI of the project venv.
 pub fn dora() -> PathBuf {
-    must_exist(root().join(".venv/bin/dora"), "run scripts/setup.sh (pip install dora-rs-cli==1.1.0)")
+    must_exist(
+        root().join(".venv/bin/dora"),
+        "run scripts/setup.sh (pip install dora-rs-cli==1.1.0)",
+    )
 }
 
 /// The project venv's Python.
@@ -141,7 +145,10 @@ impl TestGraph {
     /// Edits node `id`'s `FORGELINE_CONFIG` (parsed as YAML).
     pub fn edit_config(&mut self, id: &str, f: impl FnOnce(&mut Value)) {
         let node = self.node_mut(id);
-        let text = node["env"]["FORGELINE_CONFIG"].as_str().unwrap_or("{}").to_owned();
+        let text = node["env"]["FORGELINE_CONFIG"]
+            .as_str()
+            .unwrap_or("{}")
+            .to_owned();
         let mut config: Value = serde_yaml::from_str(&text).unwrap();
         if config.is_null() {
             config = Value::Mapping(serde_yaml::Mapping::new());

@@ -29,13 +29,22 @@ fn files_in_the_doc_are_the_example_files() {
     let doc = std::fs::read_to_string(root().join("docs/authoring-nodes.md")).unwrap();
     let mut checked = 0;
     for (info, body) in blocks(&doc) {
-        if let Some(file) = info.split_whitespace().find_map(|w| w.strip_prefix("file=")) {
+        if let Some(file) = info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("file="))
+        {
             let on_disk = std::fs::read_to_string(root().join(file)).unwrap();
-            assert_eq!(body, on_disk, "docs/authoring-nodes.md shows an outdated {file}");
+            assert_eq!(
+                body, on_disk,
+                "docs/authoring-nodes.md shows an outdated {file}"
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 2, "the doc must show the example's Cargo.toml and main.rs");
+    assert!(
+        checked >= 2,
+        "the doc must show the example's Cargo.toml and main.rs"
+    );
 }
 
 #[test]
@@ -47,7 +56,10 @@ fn commands_in_the_doc_build_check_and_run_the_example() {
         .map(|(_, body)| body)
         .collect();
     assert!(script.contains("dora run"), "no run command in the doc");
-    assert!(script.contains("cargo build --release -p forgeline -p rms-gate"), "{script}");
+    assert!(
+        script.contains("cargo build --release -p forgeline -p rms-gate"),
+        "{script}"
+    );
     // The test build has just built both binaries (`rms-gate` and `forgeline` have integration
     // tests); running the doc's `cargo build` here would rebuild every dependency with another
     // feature set (a package-only build unifies fewer features than the workspace's test build).
@@ -73,10 +85,16 @@ fn commands_in_the_doc_build_check_and_run_the_example() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(o.status.success(), "the doc's commands failed:\n{log}");
-    assert!(log.contains("ok: examples/rms-gate/graph.yml"), "check did not pass:\n{log}");
+    assert!(
+        log.contains("ok: examples/rms-gate/graph.yml"),
+        "check did not pass:\n{log}"
+    );
     // The gate ran as a node of the graph and strokes reached a decision through it.
     assert!(log.contains("gate"), "{log}");
-    assert!(log.contains("stopped node=gate"), "the gate node did not run:\n{log}");
+    assert!(
+        log.contains("stopped node=gate"),
+        "the gate node did not run:\n{log}"
+    );
     assert!(
         log.lines()
             .any(|l| l.contains("stopped node=threshold") && l.contains("\"decision\":")),

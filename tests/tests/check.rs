@@ -14,20 +14,31 @@ fn every_shipped_graph_validates() {
         .collect();
     graphs.sort();
     assert!(graphs.iter().any(|g| g.ends_with("stamping_press.yml")));
-    let args: Vec<&str> = std::iter::once("check").chain(graphs.iter().map(String::as_str)).collect();
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(graphs.iter().map(String::as_str))
+        .collect();
     let (ok, out, err) = run_forgeline(&args, &root());
     assert!(ok, "forgeline check failed:\n{out}\n{err}");
     for g in &graphs {
-        assert!(out.contains(&format!("ok: {g}")), "{g} not reported ok:\n{out}");
+        assert!(
+            out.contains(&format!("ok: {g}")),
+            "{g} not reported ok:\n{out}"
+        );
     }
-    assert!(!err.contains("dora CLI not found"), "dora validate did not run:\n{err}");
+    assert!(
+        !err.contains("dora CLI not found"),
+        "dora validate did not run:\n{err}"
+    );
 }
 
 #[test]
 fn a_config_typo_names_file_node_and_key() {
     let src = std::fs::read_to_string(root().join("graphs/stamping_press.yml")).unwrap();
     let typo = src.replacen("        from_model: true", "        from_modle: true", 1);
-    assert_ne!(src, typo, "the threshold node's config moved; update this test");
+    assert_ne!(
+        src, typo,
+        "the threshold node's config moved; update this test"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo.yml");
     std::fs::write(&file, typo).unwrap();
@@ -51,5 +62,8 @@ fn a_graph_wired_to_a_missing_output_is_refused() {
     std::fs::write(&file, bad).unwrap();
     let (ok, _out, err) = run_forgeline(&["check", "--skip-dora", file.to_str().unwrap()], &root());
     assert!(!ok);
-    assert!(err.contains("node `inference`") && err.contains("no output `feature`"), "{err}");
+    assert!(
+        err.contains("node `inference`") && err.contains("no output `feature`"),
+        "{err}"
+    );
 }

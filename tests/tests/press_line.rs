@@ -26,7 +26,19 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
     let data_s = data.to_str().unwrap();
     // A held-out set: another seed than the model's training set, every family.
     let (ok, _, err) = run_forgeline(
-        &["simulate", "--out", data_s, "--seed", "3", "--normal", "12", "--per-fault", "2", "--first-seq", "5000"],
+        &[
+            "simulate",
+            "--out",
+            data_s,
+            "--seed",
+            "3",
+            "--normal",
+            "12",
+            "--per-fault",
+            "2",
+            "--first-seq",
+            "5000",
+        ],
         &root(),
     );
     assert!(ok, "{err}");
@@ -44,7 +56,8 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
 
     let mut g = TestGraph::from_shipped("stamping_press.yml", "press_line");
     g.edit_config("press", |c| {
-        c["source"] = serde_yaml::from_str(&format!("{{kind: replay, paths: ['{data_s}']}}")).unwrap();
+        c["source"] =
+            serde_yaml::from_str(&format!("{{kind: replay, paths: ['{data_s}']}}")).unwrap();
         c["pace"] = serde_yaml::from_str("{rate: 600}").unwrap();
         c["exit_when_done"] = Value::Bool(true);
     });
@@ -61,7 +74,8 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
     assert!(ok, "dora run failed:\n{out}");
     for bad in ["zz_malformed.wav", "zz_short.wav", "zz_rate.wav"] {
         assert!(
-            out.lines().any(|l| l.contains("skipped a stroke") && l.contains(bad)),
+            out.lines()
+                .any(|l| l.contains("skipped a stroke") && l.contains(bad)),
             "no error naming {bad}:\n{out}"
         );
     }
@@ -75,19 +89,31 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        assert!(seen.insert(file.clone(), d.clone()).is_none(), "{file} decided twice");
+        assert!(
+            seen.insert(file.clone(), d.clone()).is_none(),
+            "{file} decided twice"
+        );
     }
     let mut wrong = Vec::new();
     for (file, want) in &expected {
         match seen.get(file) {
             None => wrong.push(format!("{file}: no decision")),
             Some(d) if d["verdict"] != want.as_str() => {
-                wrong.push(format!("{file}: expected {want}, got {} ({})", d["verdict"], d["reason"]));
+                wrong.push(format!(
+                    "{file}: expected {want}, got {} ({})",
+                    d["verdict"], d["reason"]
+                ));
             }
             Some(_) => {}
         }
     }
-    assert!(wrong.is_empty(), "{} wrong of {}:\n{}\n{out}", wrong.len(), expected.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong of {}:\n{}\n{out}",
+        wrong.len(),
+        expected.len(),
+        wrong.join("\n")
+    );
 
     // The PLC saw each decision: a register block write starting at the verdict register (0)
     // carrying verdict, severity, score (2 words), seq (2 words, big-endian words).
@@ -95,7 +121,12 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
     let mut heartbeats = 0;
     while let Ok(w) = writes.try_recv() {
         let address = w["address"].as_u64().unwrap();
-        let values: Vec<u64> = w["values"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let values: Vec<u64> = w["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         if address == 0 && values.len() >= 6 {
             plc_seen.insert((values[4] << 16) | values[5], values[0]);
         }
@@ -106,9 +137,16 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
     for d in &decisions {
         let seq = d["seq"].as_u64().unwrap();
         let code = plc_seen.get(&seq).copied();
-        assert_eq!(code, Some(verdict_code(d["verdict"].as_str().unwrap())), "PLC verdict register for seq {seq}");
+        assert_eq!(
+            code,
+            Some(verdict_code(d["verdict"].as_str().unwrap())),
+            "PLC verdict register for seq {seq}"
+        );
     }
-    assert!(heartbeats >= 2, "the heartbeat register must advance (saw {heartbeats} writes)");
+    assert!(
+        heartbeats >= 2,
+        "the heartbeat register must advance (saw {heartbeats} writes)"
+    );
 }
 
 /// A mono float32 WAV (written by hand: the tests crate has no audio dependency).

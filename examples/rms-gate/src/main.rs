@@ -17,7 +17,10 @@ struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { min_rms_g: 0.05, max_rms_g: 20.0 }
+        Self {
+            min_rms_g: 0.05,
+            max_rms_g: 20.0,
+        }
     }
 }
 
@@ -44,24 +47,35 @@ impl Stage for RmsGate {
     const KIND: &'static str = "rms-gate";
 
     fn new(config: Config, ctx: &InitContext) -> eyre::Result<Self> {
-        Ok(Self { config, node_id: ctx.node_id.clone() })
+        Ok(Self {
+            config,
+            node_id: ctx.node_id.clone(),
+        })
     }
 
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
         let batch = input.batch::<Waveform>()?;
         for (row, stroke) in Waveform::try_from_batch(&batch)?.into_iter().enumerate() {
             let samples = waveform::samples(&batch, row)?;
-            let rms = (samples.iter().map(|x| x * x).sum::<f32>() / samples.len().max(1) as f32).sqrt();
+            let rms =
+                (samples.iter().map(|x| x * x).sum::<f32>() / samples.len().max(1) as f32).sqrt();
             if rms >= self.config.min_rms_g && rms <= self.config.max_rms_g {
                 out.send("waveform", &[stroke]);
             } else {
                 out.health(Health {
-                    key: Correlation::new(stroke.key.asset_id.clone(), stroke.key.seq, stroke.key.acq_time_ns),
+                    key: Correlation::new(
+                        stroke.key.asset_id.clone(),
+                        stroke.key.seq,
+                        stroke.key.acq_time_ns,
+                    ),
                     node_id: self.node_id.clone(),
                     component: "sensor".into(),
                     level: HealthLevel::Warning,
                     code: "rms_out_of_band".into(),
-                    message: format!("stroke {} RMS {rms:.3} g outside [{}, {}] g", stroke.key.seq, self.config.min_rms_g, self.config.max_rms_g),
+                    message: format!(
+                        "stroke {} RMS {rms:.3} g outside [{}, {}] g",
+                        stroke.key.seq, self.config.min_rms_g, self.config.max_rms_g
+                    ),
                     value: f64::from(rms),
                 });
             }

@@ -22,13 +22,20 @@ impl Drop for TempGraph {
 }
 
 fn edit_config(doc: &mut Value, kind: &str, f: impl Fn(&mut Value)) -> eyre::Result<()> {
-    let nodes = doc["nodes"].as_sequence_mut().ok_or_else(|| eyre!("no nodes"))?;
+    let nodes = doc["nodes"]
+        .as_sequence_mut()
+        .ok_or_else(|| eyre!("no nodes"))?;
     for node in nodes {
-        let is_kind = node["args"].as_str().is_some_and(|a| a.split_whitespace().nth(1) == Some(kind));
+        let is_kind = node["args"]
+            .as_str()
+            .is_some_and(|a| a.split_whitespace().nth(1) == Some(kind));
         if !is_kind {
             continue;
         }
-        let text = node["env"]["FORGELINE_CONFIG"].as_str().unwrap_or("{}").to_owned();
+        let text = node["env"]["FORGELINE_CONFIG"]
+            .as_str()
+            .unwrap_or("{}")
+            .to_owned();
         let mut config: Value = serde_yaml::from_str(&text)?;
         if config.is_null() {
             config = Value::Mapping(serde_yaml::Mapping::new());
@@ -61,12 +68,17 @@ pub fn bench_line(graph_path: &Path, rate: f64, seconds: u64) -> eyre::Result<()
     edit_config(&mut doc, "telemetry", |c| {
         c["decision_log"] = Value::String(String::new());
     })?;
-    let derived = graph.dir().join(format!("_bench_{}.yml", std::process::id()));
+    let derived = graph
+        .dir()
+        .join(format!("_bench_{}.yml", std::process::id()));
     std::fs::write(&derived, serde_yaml::to_string(&doc)?)?;
     let _cleanup = TempGraph(derived.clone());
     let dora = dora_cli().ok_or_else(|| eyre!("dora CLI not found: run scripts/setup.sh"))?;
     let logs = tempfile::tempdir()?;
-    eprintln!("running {} under dora for {seconds} s at {rate} strokes/min …", graph_path.display());
+    eprintln!(
+        "running {} under dora for {seconds} s at {rate} strokes/min …",
+        graph_path.display()
+    );
     let out = Command::new(&dora)
         .arg("run")
         .arg(std::path::absolute(&derived)?)
@@ -74,16 +86,30 @@ pub fn bench_line(graph_path: &Path, rate: f64, seconds: u64) -> eyre::Result<()
         .current_dir(logs.path())
         .output()
         .wrap_err("cannot run dora")?;
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if !out.status.success() {
         bail!("dora run failed:\n{log}");
     }
     let line = log
         .lines()
         .find(|l| l.contains("LATENCY acquisition->plc"))
-        .ok_or_else(|| eyre!("no latency line from the plc node (did any stroke reach it?):\n{log}"))?;
-    let dropped: Vec<&str> = log.lines().filter(|l| l.contains("dora dropped messages")).collect();
-    let n: usize = line.split("n=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|s| s.parse().ok()).unwrap_or(0);
+        .ok_or_else(|| {
+            eyre!("no latency line from the plc node (did any stroke reach it?):\n{log}")
+        })?;
+    let dropped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("dora dropped messages"))
+        .collect();
+    let n: usize = line
+        .split("n=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
 
     // Baseline: the same stages, same config, fused in one process, on the same simulator.
     let fused = in_dir(&graph.dir(), || {
@@ -91,7 +117,9 @@ pub fn bench_line(graph_path: &Path, rate: f64, seconds: u64) -> eyre::Result<()
         let mut sim = PressSimulator::new(PressSimConfig::default()).map_err(|e| eyre!("{e}"))?;
         let mut lat = Latencies::with_capacity(n.max(100));
         for _ in 0..n.max(100) {
-            let Some(Ok(stroke)) = sim.next_stroke() else { continue };
+            let Some(Ok(stroke)) = sim.next_stroke() else {
+                continue;
+            };
             let t0 = now_ns();
             let batch = Waveform::to_batch(&[stroke.into_waveform("bench", t0)]);
             let mut emitted = Vec::new();
@@ -115,6 +143,13 @@ pub fn bench_line(graph_path: &Path, rate: f64, seconds: u64) -> eyre::Result<()
         "| fused in one process (baseline) | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
         fused.n, fused.p50, fused.p95, fused.p99, fused.max
     );
-    println!("dropped messages: {}", if dropped.is_empty() { "none".to_owned() } else { dropped.join("; ") });
+    println!(
+        "dropped messages: {}",
+        if dropped.is_empty() {
+            "none".to_owned()
+        } else {
+            dropped.join("; ")
+        }
+    );
     Ok(())
 }

@@ -231,10 +231,7 @@ pub fn check_graph(file: &Path, opts: &CheckOptions) -> Vec<Finding> {
                 None => push(
                     Level::Error,
                     Some(id),
-                    format!(
-                        "unknown node kind `{kind}` (kinds: {})",
-                        registry::names()
-                    ),
+                    format!("unknown node kind `{kind}` (kinds: {})", registry::names()),
                 ),
                 Some(k) => {
                     let checked = crate::graph::in_dir(base, || {

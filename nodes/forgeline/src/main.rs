@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "forgeline", version, about = "Edge-AI inspection lines on dora-rs")]
+#[command(
+    name = "forgeline",
+    version,
+    about = "Edge-AI inspection lines on dora-rs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -214,7 +218,10 @@ fn main() -> ExitCode {
                 println!("balanced_accuracy: {:.4}", e.balanced_accuracy());
                 println!("false_reject_pct: {:.3}", e.false_reject_pct());
                 for (label, (ok, n)) in &e.per_label {
-                    println!("recall {label}: {ok}/{n} ({:.1}%)", 100.0 * *ok as f64 / (*n).max(1) as f64);
+                    println!(
+                        "recall {label}: {ok}/{n} ({:.1}%)",
+                        100.0 * *ok as f64 / (*n).max(1) as f64
+                    );
                 }
                 for (exp, row) in &e.confusion {
                     println!("confusion {exp}: {row:?}");

@@ -123,7 +123,10 @@ fn password(var: Option<&String>) -> eyre::Result<Option<String>> {
 }
 
 fn open(reg: &RegistryArgs) -> eyre::Result<Registry> {
-    let trusted_dir = reg.trusted.clone().unwrap_or_else(|| reg.registry.join("trusted-keys"));
+    let trusted_dir = reg
+        .trusted
+        .clone()
+        .unwrap_or_else(|| reg.registry.join("trusted-keys"));
     let trusted = TrustedKeys::from_dir(&trusted_dir)
         .map_err(|e| eyre!("trusted keys {}: {e}", trusted_dir.display()))?;
     Registry::open(&reg.registry, trusted).map_err(|e| eyre!("{e}"))
@@ -138,7 +141,10 @@ fn now() -> Timestamp {
 }
 
 fn trusted_for(reg: &RegistryArgs) -> eyre::Result<TrustedKeys> {
-    let dir = reg.trusted.clone().unwrap_or_else(|| reg.registry.join("trusted-keys"));
+    let dir = reg
+        .trusted
+        .clone()
+        .unwrap_or_else(|| reg.registry.join("trusted-keys"));
     TrustedKeys::from_dir(&dir).map_err(|e| eyre!("trusted keys {}: {e}", dir.display()))
 }
 
@@ -149,30 +155,53 @@ pub fn run(cmd: ModelCmd) -> eyre::Result<()> {
             let pw = password(password_env.as_ref())?;
             let k = generate_keypair(&dir, pw.as_deref()).map_err(|e| eyre!("{e}"))?;
             println!("public key: {}", k.public_key.display());
-            println!("secret key: {} (keep it off the boxes)", k.secret_key.display());
+            println!(
+                "secret key: {} (keep it off the boxes)",
+                k.secret_key.display()
+            );
             println!("key id: {}", k.key_id);
         }
-        ModelCmd::Sign { model_dir, key, password_env } => {
+        ModelCmd::Sign {
+            model_dir,
+            key,
+            password_env,
+        } => {
             let pw = password(password_env.as_ref())?;
             let sk = SigningKey::load(&key, pw.as_deref()).map_err(|e| eyre!("{e}"))?;
             let id = sign(&model_dir, &sk).map_err(|e| eyre!("{e}"))?;
             println!("signed {}@{} with key {}", id.name, id.version, id.key_id);
         }
-        ModelCmd::Verify { model_dir, name, version: v, reg } => match (model_dir, name, v) {
+        ModelCmd::Verify {
+            model_dir,
+            name,
+            version: v,
+            reg,
+        } => match (model_dir, name, v) {
             (Some(dir), _, _) => {
                 let id = verify(&dir, &trusted_for(&reg)?).map_err(|e| eyre!("{e}"))?;
                 println!("ok: {}@{} signed by {}", id.name, id.version, id.key_id);
             }
             (None, Some(name), Some(v)) => {
                 let r = open(&reg)?;
-                let id = r.verify_installed(&name, &version(&v)?, &reg.profile).map_err(|e| eyre!("{e}"))?;
-                println!("ok: installed {}@{} ({}) intact, signed by {}", id.name, id.version, reg.profile, id.key_id);
+                let id = r
+                    .verify_installed(&name, &version(&v)?, &reg.profile)
+                    .map_err(|e| eyre!("{e}"))?;
+                println!(
+                    "ok: installed {}@{} ({}) intact, signed by {}",
+                    id.name, id.version, reg.profile, id.key_id
+                );
             }
-            _ => return Err(eyre!("give a package directory, or --name and --version of an installed model")),
+            _ => {
+                return Err(eyre!(
+                    "give a package directory, or --name and --version of an installed model"
+                ));
+            }
         },
         ModelCmd::Install { package, reg } => {
             let mut r = open(&reg)?;
-            let m = r.install(&package, &reg.profile, now()).map_err(|e| eyre!("{e}"))?;
+            let m = r
+                .install(&package, &reg.profile, now())
+                .map_err(|e| eyre!("{e}"))?;
             println!("installed {}@{} for {}", m.name, m.version, m.profile);
         }
         ModelCmd::List { reg } => {
@@ -186,20 +215,49 @@ pub fn run(cmd: ModelCmd) -> eyre::Result<()> {
             let s = r.show(&name).map_err(|e| eyre!("{e}"))?;
             println!("{s:#?}");
         }
-        ModelCmd::Activate { name, version: v, reason, reg } => {
+        ModelCmd::Activate {
+            name,
+            version: v,
+            reason,
+            reg,
+        } => {
             let mut r = open(&reg)?;
-            let a = r.activate(&name, &version(&v)?, &reg.profile, &reason, now()).map_err(|e| eyre!("{e}"))?;
-            println!("active {}@{} for {} (was {:?}): {}", a.name, v, a.profile, a.from.map(|v| v.to_string()), r.active_link(&name, &reg.profile).display());
+            let a = r
+                .activate(&name, &version(&v)?, &reg.profile, &reason, now())
+                .map_err(|e| eyre!("{e}"))?;
+            println!(
+                "active {}@{} for {} (was {:?}): {}",
+                a.name,
+                v,
+                a.profile,
+                a.from.map(|v| v.to_string()),
+                r.active_link(&name, &reg.profile).display()
+            );
         }
         ModelCmd::Rollback { name, reason, reg } => {
             let mut r = open(&reg)?;
-            let a = r.rollback(&name, &reg.profile, &reason, now()).map_err(|e| eyre!("{e}"))?;
-            println!("rolled back {} for {} (was {:?}) -> {}", a.name, a.profile, a.from.map(|v| v.to_string()), a.dir.display());
+            let a = r
+                .rollback(&name, &reg.profile, &reason, now())
+                .map_err(|e| eyre!("{e}"))?;
+            println!(
+                "rolled back {} for {} (was {:?}) -> {}",
+                a.name,
+                a.profile,
+                a.from.map(|v| v.to_string()),
+                a.dir.display()
+            );
         }
-        ModelCmd::Prune { keep, older_than_hours, reg } => {
+        ModelCmd::Prune {
+            keep,
+            older_than_hours,
+            reg,
+        } => {
             let mut r = open(&reg)?;
             let cutoff = now_ns().saturating_sub((older_than_hours * 3.6e12) as u64);
-            for m in r.prune(keep, Timestamp::from_unix_ns(cutoff)).map_err(|e| eyre!("{e}"))? {
+            for m in r
+                .prune(keep, Timestamp::from_unix_ns(cutoff))
+                .map_err(|e| eyre!("{e}"))?
+            {
                 println!("removed {}@{} {}", m.name, m.version, m.profile);
             }
         }

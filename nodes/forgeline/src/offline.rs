@@ -34,16 +34,26 @@ fn override_model_dir(config: Option<&str>, model: &Path) -> eyre::Result<String
 
 /// The stages of `graph` that run offline, wired as in the graph. Relative paths in configs are
 /// resolved from the graph's directory, as under dora.
-pub fn build_offline(graph: &Graph, model: Option<&Path>) -> eyre::Result<(InProcessGraph, String)> {
+pub fn build_offline(
+    graph: &Graph,
+    model: Option<&Path>,
+) -> eyre::Result<(InProcessGraph, String)> {
     let acquisition = graph
         .node_of_kind("press-acquisition")
-        .ok_or_else(|| eyre!("{}: no press-acquisition node: nothing to feed recordings into", graph.file.display()))?
+        .ok_or_else(|| {
+            eyre!(
+                "{}: no press-acquisition node: nothing to feed recordings into",
+                graph.file.display()
+            )
+        })?
         .id
         .clone();
     let mut g = InProcessGraph::new();
     let origin = graph.file.display().to_string();
     for node in &graph.nodes {
-        let Some(kind) = node.kind.as_deref() else { continue };
+        let Some(kind) = node.kind.as_deref() else {
+            continue;
+        };
         if NOT_OFFLINE.contains(&kind) {
             continue;
         }
@@ -72,7 +82,6 @@ pub fn build_offline(graph: &Graph, model: Option<&Path>) -> eyre::Result<(InPro
     Ok((g, acquisition))
 }
 
-
 fn absolute(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
     paths
         .iter()
@@ -84,7 +93,10 @@ fn absolute(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
 /// with `paths` replaced.
 fn replay_config(graph: &Graph, paths: Vec<PathBuf>) -> eyre::Result<ReplayConfig> {
     let mut replay = ReplayConfig::default();
-    if let Some(text) = graph.node_of_kind("press-acquisition").and_then(|n| n.config.as_deref()) {
+    if let Some(text) = graph
+        .node_of_kind("press-acquisition")
+        .and_then(|n| n.config.as_deref())
+    {
         let v: Value = serde_yaml::from_str(text)?;
         if let Some(source) = v.get("source") {
             if let Ok(SourceConfig::Replay(r)) = serde_yaml::from_value(source.clone()) {
@@ -98,7 +110,12 @@ fn replay_config(graph: &Graph, paths: Vec<PathBuf>) -> eyre::Result<ReplayConfi
 }
 
 /// `forgeline score`: one JSON line per stroke `{"file","seq","score","decision"}`.
-pub fn score(graph: &Path, model: Option<&Path>, inputs: &[PathBuf], out: &Path) -> eyre::Result<()> {
+pub fn score(
+    graph: &Path,
+    model: Option<&Path>,
+    inputs: &[PathBuf],
+    out: &Path,
+) -> eyre::Result<()> {
     let graph = Graph::load(graph).map_err(|e| eyre!(e))?;
     let inputs = absolute(inputs)?;
     let model = model.map(std::path::absolute).transpose()?;
@@ -160,7 +177,10 @@ pub fn score(graph: &Path, model: Option<&Path>, inputs: &[PathBuf], out: &Path)
         Ok((scored, errors))
     })?;
     writer.flush()?;
-    eprintln!("scored {scored} stroke(s), {errors} error(s) -> {}", out.display());
+    eprintln!(
+        "scored {scored} stroke(s), {errors} error(s) -> {}",
+        out.display()
+    );
     if scored == 0 && errors > 0 {
         bail!("nothing could be scored");
     }
@@ -249,7 +269,10 @@ pub fn train_press(
     }
     w.flush()?;
     drop(w);
-    eprintln!("features of {rows} normal stroke(s) ({skipped} skipped) -> {}", csv.display());
+    eprintln!(
+        "features of {rows} normal stroke(s) ({skipped} skipped) -> {}",
+        csv.display()
+    );
     if rows < 50 {
         bail!("only {rows} usable normal strokes: record at least a few hundred");
     }
@@ -272,7 +295,13 @@ pub fn train_press(
 }
 
 /// `forgeline simulate`: a dataset of WAV strokes from the seeded press simulator.
-pub fn simulate(out: &Path, seed: u64, normal: usize, per_fault: usize, first_seq: u64) -> eyre::Result<()> {
+pub fn simulate(
+    out: &Path,
+    seed: u64,
+    normal: usize,
+    per_fault: usize,
+    first_seq: u64,
+) -> eyre::Result<()> {
     let mut plan = if per_fault == 0 {
         DatasetPlan::training(normal)
     } else {
@@ -280,7 +309,11 @@ pub fn simulate(out: &Path, seed: u64, normal: usize, per_fault: usize, first_se
     };
     plan.first_seq = first_seq;
     let manifest = generate(out, seed, &plan).map_err(|e| eyre!("{e}"))?;
-    eprintln!("wrote {} stroke(s) and manifest.csv to {}", manifest.rows.len(), out.display());
+    eprintln!(
+        "wrote {} stroke(s) and manifest.csv to {}",
+        manifest.rows.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -309,7 +342,9 @@ impl Evaluation {
 
     /// Share of normal strokes rejected (or flagged), in %.
     pub fn false_reject_pct(&self) -> f64 {
-        let Some(row) = self.confusion.get("ok") else { return 0.0 };
+        let Some(row) = self.confusion.get("ok") else {
+            return 0.0;
+        };
         let total: u64 = row.values().sum();
         let wrong = total - row.get("ok").copied().unwrap_or(0);
         100.0 * wrong as f64 / total.max(1) as f64
@@ -320,20 +355,33 @@ impl Evaluation {
 pub fn evaluate(dataset: &Path, preds: &Path) -> eyre::Result<Evaluation> {
     let manifest = Manifest::read(dataset).map_err(|e| eyre!("{e}"))?;
     let mut by_file = BTreeMap::new();
-    let f = std::fs::File::open(preds).wrap_err_with(|| format!("cannot open {}", preds.display()))?;
+    let f =
+        std::fs::File::open(preds).wrap_err_with(|| format!("cannot open {}", preds.display()))?;
     for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line?;
         let v: serde_json::Value = serde_json::from_str(&line)
             .wrap_err_with(|| format!("{}:{}: not JSON", preds.display(), n + 1))?;
         let file = v["file"].as_str().unwrap_or_default();
-        let name = Path::new(file).file_name().and_then(|s| s.to_str()).unwrap_or(file).to_owned();
+        let name = Path::new(file)
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or(file)
+            .to_owned();
         by_file.insert(name, v["decision"].as_str().unwrap_or("missing").to_owned());
     }
     let mut eval = Evaluation::default();
     for row in &manifest.rows {
         let expected = row.expected_verdict().to_owned();
-        let got = by_file.get(&row.file).cloned().unwrap_or_else(|| "missing".into());
-        *eval.confusion.entry(expected.clone()).or_default().entry(got.clone()).or_default() += 1;
+        let got = by_file
+            .get(&row.file)
+            .cloned()
+            .unwrap_or_else(|| "missing".into());
+        *eval
+            .confusion
+            .entry(expected.clone())
+            .or_default()
+            .entry(got.clone())
+            .or_default() += 1;
         let e = eval.per_label.entry(row.label.to_string()).or_default();
         e.1 += 1;
         if got == expected {

@@ -48,12 +48,16 @@ pub fn find(kind: &str) -> Option<NodeKind> {
 
 /// Comma-separated kind names, for error messages.
 pub fn names() -> String {
-    kinds().iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
+    kinds()
+        .iter()
+        .map(|k| k.kind)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A trivial stage kept for runtime self-tests until the real stages are registered.
 mod forgeline_runtime_selftest {
-    use forgeline_runtime::{Input, InitContext, Outbox, Stage, StageError, Validate};
+    use forgeline_runtime::{InitContext, Input, Outbox, Stage, StageError, Validate};
     use serde::Deserialize;
 
     /// Forwards every message from each input to the output of the same name.

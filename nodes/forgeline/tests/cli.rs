@@ -13,8 +13,19 @@ fn lists_every_built_in_node_kind() {
     let o = forgeline().arg("nodes").output().unwrap();
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for kind in ["press-acquisition", "vibration-features", "inference", "threshold", "plc-output", "plc-sim", "telemetry"] {
-        assert!(out.lines().any(|l| l == kind), "{kind} missing from:\n{out}");
+    for kind in [
+        "press-acquisition",
+        "vibration-features",
+        "inference",
+        "threshold",
+        "plc-output",
+        "plc-sim",
+        "telemetry",
+    ] {
+        assert!(
+            out.lines().any(|l| l == kind),
+            "{kind} missing from:\n{out}"
+        );
     }
 }
 
@@ -23,7 +34,10 @@ fn an_unknown_node_kind_is_refused_with_the_list() {
     let o = forgeline().args(["node", "tresholds"]).output().unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("unknown node kind `tresholds`") && err.contains("threshold"), "{err}");
+    assert!(
+        err.contains("unknown node kind `tresholds`") && err.contains("threshold"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -34,14 +48,24 @@ fn check_config_validates_the_environment_config() {
         .env("FORGELINE_NODE_ID", "telemetry")
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let bad = forgeline()
         .args(["node", "press-acquisition", "--check-config"])
-        .env("FORGELINE_CONFIG", "asset_id: p1\npace: { rate: -3 }\nsourc: {}\n")
+        .env(
+            "FORGELINE_CONFIG",
+            "asset_id: p1\npace: { rate: -3 }\nsourc: {}\n",
+        )
         .env("FORGELINE_NODE_ID", "press")
         .output()
         .unwrap();
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("node `press`") && err.contains("sourc"), "{err}");
+    assert!(
+        err.contains("node `press`") && err.contains("sourc"),
+        "{err}"
+    );
 }

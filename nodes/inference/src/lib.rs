@@ -103,7 +103,10 @@ impl Stage for Inference {
                     .scorer
                     .score(values)
                     .map_err(|e| StageError::Input(format!("seq {}: {e}", key.seq)))?;
-                (s, u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX))
+                (
+                    s,
+                    u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                )
             } else {
                 (f32::NAN, 0)
             };

@@ -53,7 +53,15 @@ pub struct PlcOutput {
 }
 
 impl PlcOutput {
-    fn alarm(&mut self, out: &mut Outbox, key: &Correlation, level: HealthLevel, code: &str, message: String, value: f64) {
+    fn alarm(
+        &mut self,
+        out: &mut Outbox,
+        key: &Correlation,
+        level: HealthLevel,
+        code: &str,
+        message: String,
+        value: f64,
+    ) {
         self.health_seq += 1;
         out.health(Health {
             key: Correlation::new(key.asset_id.clone(), self.health_seq, key.acq_time_ns),
@@ -77,7 +85,14 @@ impl PlcOutput {
         self.fail_safes += 1;
         let decision = self.fail_safe.decision(key.clone(), now_ns);
         tracing::warn!(asset = %key.asset_id, seq = key.seq, verdict = decision.verdict.as_str(), "FAIL-SAFE: {}", decision.reason);
-        self.alarm(out, &key, HealthLevel::Alarm, "deadline_missed", decision.reason.clone(), f64::from(u32::try_from(self.fail_safes).unwrap_or(u32::MAX)));
+        self.alarm(
+            out,
+            &key,
+            HealthLevel::Alarm,
+            "deadline_missed",
+            decision.reason.clone(),
+            f64::from(u32::try_from(self.fail_safes).unwrap_or(u32::MAX)),
+        );
         self.apply(decision, now_ns, out);
     }
 
@@ -158,7 +173,12 @@ impl Stage for PlcOutput {
     fn on_stop(&mut self, now_ns: u64, out: &mut Outbox) -> Result<(), StageError> {
         self.housekeeping(now_ns, out);
         let s = self.worker.stats().snapshot();
-        tracing::info!(?s, late = self.late, fail_safes = self.fail_safes, "PLC output stopped");
+        tracing::info!(
+            ?s,
+            late = self.late,
+            fail_safes = self.fail_safes,
+            "PLC output stopped"
+        );
         if let Some(summary) = self.latency.summary() {
             // Parsed by `forgeline bench-line`: keep the prefix stable.
             tracing::info!("LATENCY acquisition->plc {summary}");

@@ -36,7 +36,8 @@ impl Stage for PlcSim {
         if let Some(sim) = self.sim.take() {
             let snap = sim.snapshot();
             tracing::info!(?snap, "PLC simulator final state");
-            sim.stop().map_err(|e| StageError::External(e.to_string()))?;
+            sim.stop()
+                .map_err(|e| StageError::External(e.to_string()))?;
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! recordings) into `waveform` messages, paced by a dora timer (`rate: 18` strokes/min) or as fast
 //! as possible (`rate: max`). A bad recording is reported on `health` and skipped; the line goes on.
 
-use forgeline_acquisition::{PaceConfig, Pacer, PressSimConfig, Rate, SourceConfig, VibrationSource};
+use forgeline_acquisition::{
+    PaceConfig, Pacer, PressSimConfig, Rate, SourceConfig, VibrationSource,
+};
 use forgeline_runtime::{
     ConfigProblem, Idle, InitContext, Input, Outbox, Stage, StageError, Validate,
 };
@@ -147,7 +149,11 @@ impl Stage for PressAcquisition {
         if self.free_running && !self.exhausted {
             let due = self.pacer.due(now_ns);
             self.emit(due, now_ns, out);
-            return Ok(if self.exhausted { Idle::Wait } else { Idle::Spin });
+            return Ok(if self.exhausted {
+                Idle::Wait
+            } else {
+                Idle::Spin
+            });
         }
         Ok(Idle::Wait)
     }

@@ -316,7 +316,10 @@ mod tests {
         assert!(fields.contains(&"critical"), "{fields:?}");
         assert!(fields.contains(&"bands[0].hi_hzz"), "{fields:?}");
         assert_eq!(err.problems.len(), 3, "{msg}");
-        assert!(msg.contains("expected one of"), "unknown-field hint missing: {msg}");
+        assert!(
+            msg.contains("expected one of"),
+            "unknown-field hint missing: {msg}"
+        );
     }
 
     #[test]

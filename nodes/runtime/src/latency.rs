@@ -93,7 +93,10 @@ mod tests {
             l.record(i * 1_000_000);
         }
         let s = l.summary().unwrap();
-        assert_eq!((s.n, s.p50, s.p95, s.p99, s.max), (100, 50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (s.n, s.p50, s.p95, s.p99, s.max),
+            (100, 50.0, 95.0, 99.0, 100.0)
+        );
         assert!(Latencies::default().summary().is_none());
     }
 

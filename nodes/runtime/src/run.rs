@@ -183,12 +183,18 @@ pub fn run_stage<S: Stage>(
                 summary.stopped = true;
                 break;
             }
-            Event::InputClosed { id } => {
-                upstream(&mut stage, UpstreamEvent::InputClosed(id.to_string()), now, &mut out)
-            }
-            Event::NodeRestarted { id } => {
-                upstream(&mut stage, UpstreamEvent::NodeRestarted(id.to_string()), now, &mut out)
-            }
+            Event::InputClosed { id } => upstream(
+                &mut stage,
+                UpstreamEvent::InputClosed(id.to_string()),
+                now,
+                &mut out,
+            ),
+            Event::NodeRestarted { id } => upstream(
+                &mut stage,
+                UpstreamEvent::NodeRestarted(id.to_string()),
+                now,
+                &mut out,
+            ),
             Event::NodeFailed {
                 source_node_id,
                 error,
@@ -212,7 +218,12 @@ pub fn run_stage<S: Stage>(
             fatal = Some(e);
             break;
         }
-        match handle(stage.on_idle(now, &mut out), &mut summary.counters, node_id, "idle") {
+        match handle(
+            stage.on_idle(now, &mut out),
+            &mut summary.counters,
+            node_id,
+            "idle",
+        ) {
             Ok(Some(next)) => idle = next,
             Ok(None) => {}
             Err(e) => {

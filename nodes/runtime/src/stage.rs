@@ -72,13 +72,11 @@ impl Input<'_> {
     /// # Errors
     /// [`SchemaMismatch`] naming the port and field when the payload is not an `M`.
     pub fn batch<M: Message>(&self) -> Result<RecordBatch, SchemaMismatch> {
-        let batch =
-            forgeline_schemas::batch_from_struct_array(self.data.as_ref(), M::NAME).map_err(
-                |mut e| {
-                    e.reason = format!("on input `{}`: {}", self.port, e.reason);
-                    e
-                },
-            )?;
+        let batch = forgeline_schemas::batch_from_struct_array(self.data.as_ref(), M::NAME)
+            .map_err(|mut e| {
+                e.reason = format!("on input `{}`: {}", self.port, e.reason);
+                e
+            })?;
         // Check the layout once here so stages can use the zero-copy accessors freely.
         crate::check_fields(&batch, &M::schema(), M::NAME)?;
         Ok(batch)

@@ -87,7 +87,9 @@ fn input_event(t: f64, id: &str, data: InputData) -> TimedIncomingEvent {
     }
 }
 
-fn run(events: Vec<TimedIncomingEvent>) -> (eyre::Result<forgeline_runtime::RunSummary>, Vec<String>) {
+fn run(
+    events: Vec<TimedIncomingEvent>,
+) -> (eyre::Result<forgeline_runtime::RunSummary>, Vec<String>) {
     let (tx, mut rx) = output_channel();
     let input = TestingInput::Input(IntegrationTestInput::new(
         "gate".parse::<NodeId>().unwrap(),
@@ -143,7 +145,11 @@ fn messages_flow_and_bad_input_is_counted_not_fatal() {
     ];
     let (result, ids) = run(events);
     let summary = result.unwrap();
-    assert_eq!(ids, vec!["waveform", "health", "waveform"], "outputs in order");
+    assert_eq!(
+        ids,
+        vec!["waveform", "health", "waveform"],
+        "outputs in order"
+    );
     assert_eq!(summary.counters.received.get("waveform"), Some(&4));
     assert_eq!(summary.counters.errors.get("input"), Some(&1));
     assert_eq!(summary.counters.sent.get("waveform"), Some(&2));

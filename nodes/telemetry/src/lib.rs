@@ -75,10 +75,7 @@ impl Telemetry {
         writeln!(log, "{line}")
             .and_then(|()| log.flush())
             .map_err(|e| {
-                StageError::External(format!(
-                    "decision log {}: {e}",
-                    self.log_path.display()
-                ))
+                StageError::External(format!("decision log {}: {e}", self.log_path.display()))
             })
     }
 }
@@ -91,7 +88,11 @@ impl Stage for Telemetry {
         let log = if config.decision_log.as_os_str().is_empty() {
             None
         } else {
-            if let Some(dir) = config.decision_log.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = config
+                .decision_log
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     eyre::eyre!("decision_log: cannot create {}: {e}", dir.display())
                 })?;
@@ -101,7 +102,10 @@ impl Stage for Telemetry {
                 .append(true)
                 .open(&config.decision_log)
                 .map_err(|e| {
-                    eyre::eyre!("decision_log: cannot open {}: {e}", config.decision_log.display())
+                    eyre::eyre!(
+                        "decision_log: cannot open {}: {e}",
+                        config.decision_log.display()
+                    )
                 })?;
             Some(BufWriter::new(f))
         };

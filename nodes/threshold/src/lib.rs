@@ -70,7 +70,11 @@ impl Stage for ThresholdStage {
         let threshold =
             Threshold::with_model_limits(config.0, model).map_err(|e| eyre::eyre!("{e}"))?;
         let l = threshold.limits();
-        tracing::info!(warning = l.warning, critical = l.critical, "threshold ready");
+        tracing::info!(
+            warning = l.warning,
+            critical = l.critical,
+            "threshold ready"
+        );
         Ok(Self {
             threshold,
             node_id: ctx.node_id.clone(),
