@@ -187,12 +187,15 @@ impl Drop for TestGraph {
 }
 
 /// Runs a graph under a real dora daemon (`dora run`, which starts and always stops its own
-/// daemon), from `cwd` (where dora writes its `out/` logs), with `--stop-after` as a backstop.
+/// daemon), from `cwd` (where dora writes its `out/` logs). The run ends when every node has
+/// finished (`--exit-when-nodes-finish`: timers do not keep it alive), with `--stop-after` as a
+/// backstop.
 /// Returns (success, combined output).
 pub fn dora_run(graph: &Path, cwd: &Path, stop_after_s: u64) -> (bool, String) {
     let o = Command::new(dora())
         .arg("run")
         .arg(graph)
+        .arg("--exit-when-nodes-finish")
         .args(["--stop-after", &format!("{stop_after_s}s")])
         .current_dir(cwd)
         .output()
