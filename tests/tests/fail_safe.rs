@@ -17,7 +17,8 @@ fn strokes_in_the_gap_of_a_crashed_inference_node_get_the_fail_safe_verdict() {
     let mut g = TestGraph::from_shipped("stamping_press.yml", "fail_safe");
     g.edit_config("press", |c| {
         c["source"] = serde_yaml::from_str("{kind: simulated, seed: 5}").unwrap();
-        c["pace"] = serde_yaml::from_str("{rate: 600}").unwrap();
+        // 20 strokes/s: a restart gap of ~0.5 s leaves several strokes without a verdict.
+        c["pace"] = serde_yaml::from_str("{rate: 1200}").unwrap();
     });
     g.edit_config("telemetry", |c| {
         c["decision_log"] = Value::String(String::new())
