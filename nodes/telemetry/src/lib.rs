@@ -1,7 +1,9 @@
-//! `telemetry`: the plant-facing side of a line. Here: a durable JSON-lines decision log (one line
-//! per decision, appended and flushed) and operator alerts in the log. MQTT, Prometheus and
-//! OpenTelemetry export build on this node.
+//! `telemetry`: the plant-facing side of a line: a JSON-lines decision log (one line per
+//! decision, appended and flushed), operator alerts in the log, and, when `mqtt:` is configured,
+//! every alert (non-`ok` decision) and health event published to the plant's MQTT broker through
+//! a durable store-and-forward queue (nothing accepted is lost while the broker is down).
 
+use forgeline_mqtt::{MqttConfig, Outbound, Outcome, Telemetry as Mqtt, TelemetryEvent};
 use forgeline_runtime::{ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate};
 use forgeline_schemas::{Decision, Health, Verdict};
 use serde::Deserialize;
@@ -18,6 +20,9 @@ pub struct Config {
     pub decision_log: PathBuf,
     /// Also log every `ok` decision at INFO (default false: only non-ok verdicts).
     pub log_ok: bool,
+    /// Publish alerts and health events to an MQTT broker (default: off). See
+    /// `operators/mqtt/README.md` for every key.
+    pub mqtt: Option<MqttConfig>,
 }
 
 impl Default for Config {
@@ -25,13 +30,25 @@ impl Default for Config {
         Self {
             decision_log: PathBuf::from("out/decisions.jsonl"),
             log_ok: false,
+            mqtt: None,
         }
     }
 }
 
 impl Validate for Config {
     fn validate(&self) -> Vec<ConfigProblem> {
-        Vec::new()
+        self.mqtt
+            .as_ref()
+            .map(|m| {
+                m.validate()
+                    .into_iter()
+                    .map(|p| ConfigProblem {
+                        field: format!("mqtt.{}", p.field),
+                        reason: format!("{}: {}", p.value, p.problem),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -41,6 +58,9 @@ pub struct Telemetry {
     log_path: PathBuf,
     log_ok: bool,
     counts: [u64; 4],
+    mqtt: Option<(Mqtt, std::sync::mpsc::Receiver<TelemetryEvent>)>,
+    node_id: String,
+    event_seq: u64,
 }
 
 fn verdict_index(v: Verdict) -> usize {
@@ -53,6 +73,32 @@ fn verdict_index(v: Verdict) -> usize {
 }
 
 impl Telemetry {
+    /// Hands a message to the MQTT queue (never blocks on the network) and forwards the queue's
+    /// own events (broker down/recovered, queue full) as health events.
+    fn publish(
+        &mut self,
+        msg: Outbound<'_>,
+        now_ns: u64,
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
+        let Some((mqtt, events)) = self.mqtt.as_ref() else {
+            return Ok(());
+        };
+        match mqtt.enqueue(msg, now_ns) {
+            Ok(Outcome::Dropped(reason)) => tracing::warn!(?reason, "MQTT message dropped"),
+            Ok(_) => {}
+            Err(e) => return Err(StageError::External(format!("mqtt queue: {e}"))),
+        }
+        let pending: Vec<TelemetryEvent> = events.try_iter().collect();
+        for event in pending {
+            self.event_seq += 1;
+            let h = event.to_health("telemetry", &self.node_id, self.event_seq, now_ns);
+            tracing::warn!(code = event.code(), "{}", h.message);
+            out.health(h);
+        }
+        Ok(())
+    }
+
     fn write_line(&mut self, d: &Decision, now_ns: u64) -> Result<(), StageError> {
         let Some(log) = self.log.as_mut() else {
             return Ok(());
@@ -84,7 +130,7 @@ impl Stage for Telemetry {
     type Config = Config;
     const KIND: &'static str = "telemetry";
 
-    fn new(config: Config, _ctx: &InitContext) -> eyre::Result<Self> {
+    fn new(config: Config, ctx: &InitContext) -> eyre::Result<Self> {
         let log = if config.decision_log.as_os_str().is_empty() {
             None
         } else {
@@ -109,16 +155,31 @@ impl Stage for Telemetry {
                 })?;
             Some(BufWriter::new(f))
         };
+        let mqtt = match config.mqtt {
+            None => None,
+            Some(m) => {
+                if let Some(dir) = m.queue_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        eyre::eyre!("mqtt.queue_path: cannot create {}: {e}", dir.display())
+                    })?;
+                }
+                tracing::info!(broker = %format!("{}:{}", m.host, m.port), "MQTT publishing on");
+                Some(Mqtt::start(m).map_err(|e| eyre::eyre!("mqtt: {e}"))?)
+            }
+        };
         tracing::info!(decision_log = %config.decision_log.display(), "telemetry ready");
         Ok(Self {
             log,
             log_path: config.decision_log,
             log_ok: config.log_ok,
             counts: [0; 4],
+            mqtt,
+            node_id: ctx.node_id.clone(),
+            event_seq: 0,
         })
     }
 
-    fn on_input(&mut self, input: &Input<'_>, _out: &mut Outbox) -> Result<(), StageError> {
+    fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
         // Inputs named `decision…` carry decisions; every other input carries health events
         // (alerts, node health), so a graph can wire any number of them.
         match input.port {
@@ -128,6 +189,7 @@ impl Stage for Telemetry {
                         asset = %h.key.asset_id, node = %h.node_id, level = %h.level,
                         code = %h.code, "{}", h.message
                     );
+                    self.publish(Outbound::Health(&h), input.now_ns, out)?;
                 }
                 Ok(())
             }
@@ -141,6 +203,9 @@ impl Stage for Telemetry {
                         );
                     }
                     self.write_line(&d, input.now_ns)?;
+                    if forgeline_mqtt::is_alert(&d) {
+                        self.publish(Outbound::Alert(&d), input.now_ns, out)?;
+                    }
                 }
                 Ok(())
             }
@@ -150,6 +215,11 @@ impl Stage for Telemetry {
     fn on_stop(&mut self, _now_ns: u64, _out: &mut Outbox) -> Result<(), StageError> {
         let [ok, reject, sensor_fault, no_decision] = self.counts;
         tracing::info!(ok, reject, sensor_fault, no_decision, "decisions logged");
+        if let Some((mqtt, _)) = self.mqtt.take() {
+            // What is not sent within the drain time stays in the durable queue for next start.
+            let c = mqtt.shutdown(std::time::Duration::from_secs(2));
+            tracing::info!(?c, "MQTT stopped");
+        }
         Ok(())
     }
 }
