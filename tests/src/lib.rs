@@ -100,10 +100,10 @@ pub fn pymodbus_server(port: u16) -> (Guard, mpsc::Receiver<serde_json::Value>) 
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line.starts_with("READY") {
                 let _ = ready_tx.send(());
-            } else if let Ok(v) = serde_json::from_str(&line) {
-                if tx.send(v).is_err() {
-                    break;
-                }
+            } else if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                break;
             }
         }
     });

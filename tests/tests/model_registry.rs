@@ -1,5 +1,6 @@
 //! `forgeline model …` end to end on a real model directory: keys, signing, install, activate,
 //! rollback; tampered and unsigned packages are refused and never touch the active model.
+#![allow(clippy::unwrap_used)]
 
 use forgeline_tests::{root, run_forgeline};
 use std::path::Path;

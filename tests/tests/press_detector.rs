@@ -118,9 +118,8 @@ fn a_model_that_does_not_fit_the_features_is_refused_naming_node_and_field() {
         err.contains("field `values`") || err.contains("feature"),
         "{err}"
     );
-    assert_eq!(
+    assert!(
         err.matches("error: ").count() >= 3,
-        true,
         "one error per stroke, the others still tried:\n{err}"
     );
 }

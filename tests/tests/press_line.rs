@@ -1,6 +1,7 @@
 //! The stamping press line under a real dora daemon, on recorded WAV strokes (every fault and
 //! sensor-fault family), with a real Modbus TCP server that is not ours (pymodbus) as the PLC:
 //! every stroke gets the expected verdict, in the decision log and in the PLC's registers.
+#![allow(clippy::unwrap_used)]
 
 use forgeline_tests::{
     TestGraph, dora_run, free_port, manifest, pymodbus_server, read_jsonl, root, run_forgeline,

@@ -98,10 +98,10 @@ fn replay_config(graph: &Graph, paths: Vec<PathBuf>) -> eyre::Result<ReplayConfi
         .and_then(|n| n.config.as_deref())
     {
         let v: Value = serde_yaml::from_str(text)?;
-        if let Some(source) = v.get("source") {
-            if let Ok(SourceConfig::Replay(r)) = serde_yaml::from_value(source.clone()) {
-                replay = r;
-            }
+        if let Some(Ok(SourceConfig::Replay(r))) =
+            v.get("source").map(|s| serde_yaml::from_value(s.clone()))
+        {
+            replay = r;
         }
     }
     replay.paths = paths;

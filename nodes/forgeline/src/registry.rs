@@ -3,6 +3,9 @@
 use forgeline_runtime::inprocess::DynStage;
 use forgeline_runtime::{ConfigError, InitContext, Stage, parse_config, run_node};
 
+/// Builds a stage in-process from `(config text, origin, context)`.
+pub type BuildFn = fn(Option<&str>, &str, &InitContext) -> eyre::Result<Box<dyn DynStage>>;
+
 /// One built-in node kind.
 pub struct NodeKind {
     /// The kind name used in graphs: `args: node <kind>`.
@@ -12,7 +15,7 @@ pub struct NodeKind {
     /// Validates a config text for this kind.
     pub check: fn(Option<&str>, &str, &str) -> Result<(), ConfigError>,
     /// Builds the stage in-process from a config text (for `forgeline score` and benchmarks).
-    pub build: fn(Option<&str>, &str, &InitContext) -> eyre::Result<Box<dyn DynStage>>,
+    pub build: BuildFn,
 }
 
 fn entry<S: Stage>() -> NodeKind {

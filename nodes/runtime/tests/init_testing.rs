@@ -1,5 +1,6 @@
 //! The runtime's event loop driven by `DoraNode::init_testing` (no daemon): messages in, stage
 //! calls, messages out; bad messages counted, not fatal; internal errors fatal.
+#![allow(clippy::unwrap_used)]
 
 use dora_node_api::DoraNode;
 use dora_node_api::dora_core::config::NodeId;
