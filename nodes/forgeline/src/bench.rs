@@ -26,9 +26,7 @@ fn edit_config(doc: &mut Value, kind: &str, f: impl Fn(&mut Value)) -> eyre::Res
         .as_sequence_mut()
         .ok_or_else(|| eyre!("no nodes"))?;
     for node in nodes {
-        let is_kind = node["args"]
-            .as_str()
-            .is_some_and(|a| a.split_whitespace().nth(1) == Some(kind));
+        let is_kind = crate::graph::builtin_kind(node) == Some(kind);
         if !is_kind {
             continue;
         }

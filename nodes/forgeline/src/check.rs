@@ -183,11 +183,7 @@ pub fn check_graph(file: &Path, opts: &CheckOptions) -> Vec<Finding> {
             }
         }
 
-        let config = node
-            .get("env")
-            .and_then(|e| e.get(CONFIG_ENV))
-            .or_else(|| graph_env.and_then(|e| e.get(CONFIG_ENV)));
-        let config_text = match config {
+        let config_text = match crate::graph::config_value(node, graph_env) {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
@@ -205,8 +201,7 @@ pub fn check_graph(file: &Path, opts: &CheckOptions) -> Vec<Finding> {
         let Some(path) = path else {
             continue; // operators / custom runtimes: dora validate covers them
         };
-        let is_builtin = Path::new(path).file_name().and_then(|n| n.to_str()) == Some("forgeline");
-        if is_builtin {
+        if crate::graph::is_forgeline_binary(path) {
             let mut words = args.split_whitespace();
             if words.next() != Some("node") {
                 push(

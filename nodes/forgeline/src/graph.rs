@@ -5,6 +5,30 @@ use forgeline_runtime::CONFIG_ENV;
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
+/// Whether a node's `path` is the `forgeline` binary (a built-in node).
+pub fn is_forgeline_binary(path: &str) -> bool {
+    Path::new(path).file_name().and_then(|n| n.to_str()) == Some("forgeline")
+}
+
+/// The built-in kind of a node (`path: …/forgeline`, `args: node <kind>`), if it is one.
+pub fn builtin_kind(node: &Value) -> Option<&str> {
+    if !is_forgeline_binary(node.get("path")?.as_str()?) {
+        return None;
+    }
+    let mut words = node.get("args")?.as_str()?.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("node"), Some(kind)) => Some(kind),
+        _ => None,
+    }
+}
+
+/// A node's `FORGELINE_CONFIG` value: its own `env:`, else the graph-level `env:`.
+pub fn config_value<'a>(node: &'a Value, graph_env: Option<&'a Value>) -> Option<&'a Value> {
+    node.get("env")
+        .and_then(|e| e.get(CONFIG_ENV))
+        .or_else(|| graph_env.and_then(|e| e.get(CONFIG_ENV)))
+}
+
 /// One node of a graph file.
 #[derive(Debug, Clone)]
 pub struct GraphNode {
@@ -41,33 +65,16 @@ impl Graph {
             .get("nodes")
             .and_then(Value::as_sequence)
             .ok_or_else(|| format!("{}: no `nodes:` list", file.display()))?;
-        let graph_config = doc
-            .get("env")
-            .and_then(|e| e.get(CONFIG_ENV))
-            .and_then(Value::as_str);
+        let graph_env = doc.get("env");
         let mut out = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             let id = node
                 .get("id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("{}: nodes[{i}]: missing `id`", file.display()))?;
-            let path = node.get("path").and_then(Value::as_str).unwrap_or("");
-            let args = node.get("args").and_then(Value::as_str).unwrap_or("");
-            let kind = if Path::new(path).file_name().and_then(|n| n.to_str()) == Some("forgeline")
-            {
-                let mut w = args.split_whitespace();
-                match (w.next(), w.next()) {
-                    (Some("node"), Some(kind)) => Some(kind.to_owned()),
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            let config = node
-                .get("env")
-                .and_then(|e| e.get(CONFIG_ENV))
+            let kind = builtin_kind(node).map(str::to_owned);
+            let config = config_value(node, graph_env)
                 .and_then(Value::as_str)
-                .or(graph_config)
                 .map(str::to_owned);
             let inputs = node
                 .get("inputs")
