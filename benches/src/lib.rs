@@ -1,0 +1,1 @@
+//! Shared seeded inputs for the benchmarks (being built).

@@ -1,0 +1,1 @@
+//! camera-acquisition node: simulated or replayed camera frames (being built).

@@ -1,0 +1,1 @@
+//! drift node: per-feature drift scores and drift alerts (being built).

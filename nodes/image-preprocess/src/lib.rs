@@ -1,0 +1,1 @@
+//! image-preprocess node: frames to model input tensors (being built).
