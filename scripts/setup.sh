@@ -44,8 +44,9 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $("$PYTHON" --version 2>&1)"
   "$PYTHON" -m venv .venv
 fi
+# Every pinned requirements file of the project: the tools' own, then each crate's test peers.
 REQ_FILES=(tools/requirements.txt)
-for f in tools/python/requirements.txt operators/plc/requirements-test.txt; do
+for f in tools/python/requirements*.txt operators/*/requirements-test.txt nodes/*/requirements-test.txt; do
   [ -f "$f" ] && REQ_FILES+=("$f")
 done
 stamp=.venv/.forgeline-requirements.sha256
