@@ -18,7 +18,19 @@ use std::process::Command;
 
 /// Kinds with side effects on the plant (PLC, files, network) or that produce data themselves:
 /// never run by the offline tools.
-const NOT_OFFLINE: &[&str] = &["press-acquisition", "plc-output", "plc-sim", "telemetry"];
+const NOT_OFFLINE: &[&str] = &[
+    "press-acquisition",
+    "camera-acquisition",
+    "plc-output",
+    "plc-sim",
+    "telemetry",
+];
+
+/// The acquisition kinds offline tools feed: `(kind, output port)`.
+const ACQUISITION: &[(&str, &str)] = &[
+    ("press-acquisition", "waveform"),
+    ("camera-acquisition", "frame"),
+];
 
 /// Replaces `model_dir` in a config text (for `--model`).
 fn override_model_dir(config: Option<&str>, model: &Path) -> eyre::Result<String> {
@@ -38,11 +50,12 @@ pub fn build_offline(
     graph: &Graph,
     model: Option<&Path>,
 ) -> eyre::Result<(InProcessGraph, String)> {
-    let acquisition = graph
-        .node_of_kind("press-acquisition")
+    let acquisition = ACQUISITION
+        .iter()
+        .find_map(|(kind, _)| graph.node_of_kind(kind))
         .ok_or_else(|| {
             eyre!(
-                "{}: no press-acquisition node: nothing to feed recordings into",
+                "{}: no press-acquisition or camera-acquisition node: nothing to feed recordings into",
                 graph.file.display()
             )
         })?
@@ -82,7 +95,7 @@ pub fn build_offline(
     Ok((g, acquisition))
 }
 
-fn absolute(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
+pub(crate) fn absolute(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
     paths
         .iter()
         .map(|p| std::path::absolute(p).wrap_err_with(|| format!("bad path {}", p.display())))
@@ -117,6 +130,9 @@ pub fn score(
     out: &Path,
 ) -> eyre::Result<()> {
     let graph = Graph::load(graph).map_err(|e| eyre!(e))?;
+    if graph.node_of_kind("camera-acquisition").is_some() {
+        return optical::score_images(&graph, model, inputs, out);
+    }
     let inputs = absolute(inputs)?;
     let model = model.map(std::path::absolute).transpose()?;
     let out = std::path::absolute(out)?;
@@ -199,7 +215,7 @@ fn feature_config(graph: Option<&Graph>) -> eyre::Result<FeatureConfig> {
 }
 
 /// The repository's Python tooling: `(python, PYTHONPATH)`.
-fn python_tools() -> eyre::Result<(PathBuf, PathBuf)> {
+pub(crate) fn python_tools() -> eyre::Result<(PathBuf, PathBuf)> {
     let mut starts = vec![std::env::current_dir()?];
     if let Ok(exe) = std::env::current_exe() {
         starts.push(exe);
@@ -353,7 +369,14 @@ impl Evaluation {
 
 /// `forgeline evaluate`: compares predictions with the dataset's manifest.
 pub fn evaluate(dataset: &Path, preds: &Path) -> eyre::Result<Evaluation> {
-    let manifest = Manifest::read(dataset).map_err(|e| eyre!("{e}"))?;
+    let manifest = match Manifest::read(dataset) {
+        Ok(m) => m,
+        // An optical dataset (`good/`, `defect/`, labels `good`, `scratch`...).
+        Err(press) => match optical::read_manifest(dataset) {
+            Ok(m) => return optical::evaluate(&m, preds),
+            Err(optical) => bail!("{press} (nor an optical dataset: {optical})"),
+        },
+    };
     let mut by_file = BTreeMap::new();
     let f =
         std::fs::File::open(preds).wrap_err_with(|| format!("cannot open {}", preds.display()))?;
@@ -389,4 +412,316 @@ pub fn evaluate(dataset: &Path, preds: &Path) -> eyre::Result<Evaluation> {
         }
     }
     Ok(eval)
+}
+
+/// The optical line's offline tools: `score` on images, `train optical`, and `evaluate` against
+/// an optical dataset's manifest.
+pub mod optical {
+    use super::{InProcessGraph, absolute, build_offline, python_tools};
+    use crate::graph::{Graph, in_dir};
+    use eyre::{WrapErr, bail, eyre};
+    use forgeline_node_camera_acquisition::forgeline_vision::{
+        self as vision, Camera, DType, Layout, PreprocessConfig, Preprocessor, ReplayCamera,
+        ReplayConfig, ResizeMode,
+    };
+    use forgeline_runtime::now_ns;
+    use forgeline_schemas::{Decision, Frame, Score};
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufWriter, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Side of the square grey images the trainer gets (the model's input size).
+    pub const DEFAULT_SIZE: u32 = 192;
+
+    /// `forgeline score` for a graph with a `camera-acquisition` node: one JSON line per image
+    /// `{"file","seq","score","label","decision",...}`. A bad image is reported by name on
+    /// stderr and skipped.
+    pub fn score_images(
+        graph: &Graph,
+        model: Option<&Path>,
+        inputs: &[PathBuf],
+        out: &Path,
+    ) -> eyre::Result<()> {
+        let inputs = absolute(inputs)?;
+        let model = model.map(std::path::absolute).transpose()?;
+        let out = std::path::absolute(out)?;
+        let mut writer = BufWriter::new(
+            std::fs::File::create(&out)
+                .wrap_err_with(|| format!("cannot create {}", out.display()))?,
+        );
+        let (scored, errors) = in_dir(&graph.dir(), || {
+            let (mut g, acquisition): (InProcessGraph, String) =
+                build_offline(graph, model.as_deref())?;
+            let mut camera = ReplayCamera::new(ReplayConfig::from_paths(inputs.clone()))
+                .map_err(|e| eyre!("{e}"))?;
+            let (mut scored, mut errors) = (0u64, 0u64);
+            while let Some(next) = camera.next_frame() {
+                let raw = match next {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        errors += 1;
+                        continue;
+                    }
+                };
+                let file = raw.source.clone();
+                let seq = raw.seq;
+                let now = now_ns();
+                let batch = Frame::to_batch(&[raw.into_frame("replay", now)]);
+                let mut emitted = Vec::new();
+                if let Err((node, e)) = g.publish(&acquisition, "frame", batch, now, &mut emitted) {
+                    eprintln!("error: {file}: node `{node}`: {e}");
+                    errors += 1;
+                    continue;
+                }
+                let mut score = None;
+                let mut decision = None;
+                for (_, port, batch) in &emitted {
+                    match port.as_str() {
+                        "score" => score = Score::try_from_batch(batch)?.into_iter().next(),
+                        "decision" => {
+                            decision = Decision::try_from_batch(batch)?.into_iter().next();
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(decision) = decision else {
+                    eprintln!("error: {file}: the graph produced no decision for this image");
+                    errors += 1;
+                    continue;
+                };
+                let s = score.as_ref().map_or(decision.score, |s| s.score);
+                let line = serde_json::json!({
+                    "file": file,
+                    "seq": seq,
+                    "score": if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null },
+                    "label": score.as_ref().map(|s| s.label.clone()),
+                    "decision": decision.verdict.as_str(),
+                    "severity": decision.severity.as_str(),
+                    "reason": decision.reason,
+                    "model_version": decision.model_version,
+                });
+                writeln!(writer, "{line}")?;
+                scored += 1;
+            }
+            Ok((scored, errors))
+        })?;
+        writer.flush()?;
+        eprintln!(
+            "scored {scored} image(s), {errors} error(s) -> {}",
+            out.display()
+        );
+        if scored == 0 && errors > 0 {
+            bail!("nothing could be scored");
+        }
+        Ok(())
+    }
+
+    /// Writes a `.npy` file (format 1.0, C order) of `dims` from raw little-endian `bytes`.
+    fn write_npy(path: &Path, descr: &str, dims: &[usize], bytes: &[u8]) -> eyre::Result<()> {
+        let shape = match dims {
+            [n] => format!("({n},)"),
+            _ => format!(
+                "({})",
+                dims.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        // Magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let len = u16::try_from(header.len()).map_err(|_| eyre!("npy header too long"))?;
+        let mut f = BufWriter::new(
+            std::fs::File::create(path)
+                .wrap_err_with(|| format!("cannot create {}", path.display()))?,
+        );
+        f.write_all(b"\x93NUMPY\x01\x00")?;
+        f.write_all(&len.to_le_bytes())?;
+        f.write_all(header.as_bytes())?;
+        f.write_all(bytes)?;
+        f.flush()?;
+        Ok(())
+    }
+
+    /// `forgeline train optical`: every image under `<images>/good` and `<images>/defect`
+    /// (PNG/JPEG/TIFF, grey or RGB, any size; recursively) is turned into a `size` x `size` grey
+    /// image by the line's own preprocessing (bilinear stretch, RGB to luma), then the Python
+    /// trainer fits the CNN, exports FP32 and INT8 ONNX and writes the model directory.
+    pub fn train_optical(
+        images: &Path,
+        out: &Path,
+        seed: u64,
+        version: &str,
+        size: u32,
+        extra: &[String],
+    ) -> eyre::Result<()> {
+        let mut pre = Preprocessor::new(PreprocessConfig {
+            width: size,
+            height: size,
+            resize: ResizeMode::Stretch,
+            channels: 1,
+            layout: Layout::Nchw,
+            dtype: DType::U8,
+            mean: vec![0.0],
+            std: vec![1.0],
+            pad: 0,
+        })
+        .map_err(|e| eyre!("--size {size}: {e}"))?;
+        let (mut pixels, mut labels, mut files) = (Vec::new(), Vec::new(), Vec::new());
+        let mut skipped = 0u64;
+        let mut buf = Vec::new();
+        for (label, folder) in [(0i64, "good"), (1i64, "defect")] {
+            let dir = images.join(folder);
+            if !dir.is_dir() {
+                bail!(
+                    "{}: no `{folder}` folder: expected {}/good and {}/defect with the images",
+                    dir.display(),
+                    images.display(),
+                    images.display()
+                );
+            }
+            let mut camera = ReplayCamera::new(ReplayConfig::from_paths([dir.clone()]))
+                .map_err(|e| eyre!("{}: {e}", dir.display()))?;
+            while let Some(next) = camera.next_frame() {
+                let raw = match next {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        eprintln!("skipped: {e}");
+                        skipped += 1;
+                        continue;
+                    }
+                };
+                if let Err(e) = pre.run_raw(&raw, &mut buf) {
+                    eprintln!("skipped: {e}");
+                    skipped += 1;
+                    continue;
+                }
+                pixels.extend_from_slice(&buf);
+                labels.push(label);
+                files.push(raw.source.replace('\n', " "));
+            }
+        }
+        let good = labels.iter().filter(|l| **l == 0).count();
+        let defect = labels.len() - good;
+        eprintln!(
+            "{} image(s): {good} good, {defect} defect ({skipped} skipped), {size}x{size} grey",
+            labels.len()
+        );
+        if good < 10 || defect < 10 {
+            bail!(
+                "{}: {good} good and {defect} defect images: need at least 10 of each (a few hundred recommended)",
+                images.display()
+            );
+        }
+        let work = tempfile::Builder::new()
+            .prefix("forgeline-optical-")
+            .tempdir()?;
+        let n = labels.len();
+        let s = size as usize;
+        write_npy(&work.path().join("images.npy"), "|u1", &[n, s, s], &pixels)?;
+        let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        write_npy(&work.path().join("labels.npy"), "<i8", &[n], &label_bytes)?;
+        std::fs::write(work.path().join("files.txt"), files.join("\n"))?;
+        let (python, tools) = python_tools()?;
+        let status = Command::new(&python)
+            .args(["-m", "forgeline_ml.train_optical", "--images"])
+            .arg(work.path())
+            .arg("--out")
+            .arg(out)
+            .args(["--seed", &seed.to_string(), "--version", version])
+            .args(["--source", &images.display().to_string()])
+            .args(extra)
+            .env("PYTHONPATH", &tools)
+            .status()
+            .wrap_err_with(|| format!("cannot run {}", python.display()))?;
+        if !status.success() {
+            bail!("training failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// `forgeline simulate-images`: a labelled dataset of simulated part images.
+    pub fn simulate_images(
+        out: &Path,
+        seed: u64,
+        good: usize,
+        per_defect: usize,
+        first_seq: u64,
+        severity: f32,
+        channels: u32,
+    ) -> eyre::Result<()> {
+        let camera = vision::SimulatedCameraConfig {
+            seed,
+            severity,
+            channels,
+            ..vision::SimulatedCameraConfig::default()
+        };
+        let counts = vision::DatasetCounts::balanced(good, per_defect);
+        let manifest = vision::dataset::generate_dataset_with(out, &camera, &counts, first_seq)
+            .map_err(|e| eyre!("{e}"))?;
+        eprintln!(
+            "wrote {} image(s) and manifest.csv to {}",
+            manifest.rows.len(),
+            out.display()
+        );
+        Ok(())
+    }
+
+    /// An optical dataset's `manifest.csv`.
+    ///
+    /// # Errors
+    /// The file cannot be read or a line is malformed.
+    pub fn read_manifest(dir: &Path) -> eyre::Result<vision::Manifest> {
+        vision::Manifest::read(dir).map_err(|e| eyre!("{e}"))
+    }
+
+    /// Predictions against an optical manifest (matched by file name).
+    pub fn evaluate(manifest: &vision::Manifest, preds: &Path) -> eyre::Result<super::Evaluation> {
+        let mut by_file = BTreeMap::new();
+        let f = std::fs::File::open(preds)
+            .wrap_err_with(|| format!("cannot open {}", preds.display()))?;
+        for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line?;
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .wrap_err_with(|| format!("{}:{}: not JSON", preds.display(), n + 1))?;
+            let file = v["file"].as_str().unwrap_or_default();
+            let name = file_name(file);
+            by_file.insert(name, v["decision"].as_str().unwrap_or("missing").to_owned());
+        }
+        let mut eval = super::Evaluation::default();
+        for row in &manifest.rows {
+            let expected = row.expected_verdict().to_owned();
+            let got = by_file
+                .get(&file_name(&row.file))
+                .cloned()
+                .unwrap_or_else(|| "missing".into());
+            *eval
+                .confusion
+                .entry(expected.clone())
+                .or_default()
+                .entry(got.clone())
+                .or_default() += 1;
+            let e = eval.per_label.entry(row.label.to_string()).or_default();
+            e.1 += 1;
+            if got == expected {
+                e.0 += 1;
+            }
+        }
+        Ok(eval)
+    }
+
+    fn file_name(path: &str) -> String {
+        Path::new(path)
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or(path)
+            .to_owned()
+    }
 }
