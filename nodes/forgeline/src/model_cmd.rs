@@ -3,11 +3,14 @@
 
 use clap::Subcommand;
 use eyre::eyre;
+use forgeline_registry::lifecycle::{check_age, validate_reference, write_reference};
 use forgeline_registry::{
-    Registry, SigningKey, Timestamp, TrustedKeys, Version, generate_keypair, sign, verify,
+    HealthOutcome, Registry, SigningKey, Timestamp, TrustedKeys, Version, generate_keypair, sign,
+    unpack, verify,
 };
 use forgeline_runtime::now_ns;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Where the registry lives and whom it trusts.
 #[derive(clap::Args, Debug, Clone)]
@@ -104,6 +107,76 @@ pub enum ModelCmd {
         #[command(flatten)]
         reg: RegistryArgs,
     },
+    /// Publishing side: write a signed package directory as one .tar (for an update server).
+    Pack {
+        /// The signed model directory.
+        model_dir: PathBuf,
+        /// Output .tar file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Public key the package must verify against (`forgeline.pub`).
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+    /// Publishing side: write `reference/reference.json` into a model directory (before
+    /// signing): simulated strokes (normal and every fault) through the line's feature
+    /// extractor, scored by every variant of the model.
+    Reference {
+        /// The model directory.
+        model_dir: PathBuf,
+        /// Strokes per label (normal and each fault family).
+        #[arg(long, default_value_t = 8)]
+        per_label: u64,
+        /// Simulator seed.
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        /// Largest accepted |score - expected| on the box.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f64,
+        /// Largest accepted p95 latency per scored row on the box, ms.
+        #[arg(long, default_value_t = 20.0)]
+        latency_budget_ms: f64,
+    },
+    /// Box side: fetch (path, .tar or http:// URL), verify signature and checksums, validate on
+    /// the package's reference set, install, activate on probation, prune old backups.
+    Update {
+        /// A package directory, a package .tar, or an http:// URL of a package .tar.
+        source: String,
+        /// Probation after activation, minutes: failed health reports within it roll back.
+        #[arg(long, default_value_t = 30.0)]
+        probation_minutes: f64,
+        /// Failed health reports within the probation that roll back automatically.
+        #[arg(long, default_value_t = 3)]
+        max_failures: u32,
+        /// Keep replaced versions at least this long (hours) before pruning them.
+        #[arg(long, default_value_t = 24.0)]
+        retention_hours: f64,
+        #[command(flatten)]
+        reg: RegistryArgs,
+    },
+    /// Report the active model's health (`ok` or `fail`); failures during probation roll back.
+    Health {
+        /// `ok` or `fail`.
+        status: HealthStatus,
+        /// Model name.
+        #[arg(long)]
+        name: String,
+        /// Why (kept in the history when it causes a rollback).
+        #[arg(long, default_value = "health check")]
+        reason: String,
+        #[command(flatten)]
+        reg: RegistryArgs,
+    },
+    /// Alarm (exit code 3) when the active model is older than the policy (from `created`).
+    CheckAge {
+        /// Model name.
+        name: String,
+        /// Policy: maximum age in days.
+        #[arg(long, default_value_t = 180.0)]
+        max_age_days: f64,
+        #[command(flatten)]
+        reg: RegistryArgs,
+    },
     /// Remove old versions (never the active one or the rollback target).
     Prune {
         /// Versions to keep per model and profile.
@@ -115,6 +188,112 @@ pub enum ModelCmd {
         #[command(flatten)]
         reg: RegistryArgs,
     },
+}
+
+/// A health report's status.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// Healthy.
+    Ok,
+    /// Failed.
+    Fail,
+}
+
+/// Largest package accepted over HTTP.
+const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
+
+/// Downloads `url` (plain `http://host[:port]/path`) into `dest`. HTTPS is not built in: put a
+/// TLS-terminating proxy or the plant's file share in front, or pass a path.
+fn download(url: &str, dest: &Path) -> eyre::Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| eyre!("{url}: only http:// URLs are supported (https is not built in; fetch the .tar another way and pass its path)"))?;
+    let (hostport, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+    let addr = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:80")
+    };
+    let mut stream = std::net::TcpStream::connect(&addr)
+        .map_err(|e| eyre!("{url}: cannot connect to {addr}: {e}"))?;
+    let timeout = Some(std::time::Duration::from_secs(30));
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: forgeline\r\n\r\n"
+    )
+    .map_err(|e| eyre!("{url}: cannot send the request: {e}"))?;
+    let mut body = Vec::new();
+    stream
+        .take(MAX_DOWNLOAD_BYTES + 64 * 1024)
+        .read_to_end(&mut body)
+        .map_err(|e| eyre!("{url}: download interrupted: {e}"))?;
+    let split = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| eyre!("{url}: no HTTP header in the answer"))?;
+    let head = String::from_utf8_lossy(&body[..split]).into_owned();
+    let data = &body[split + 4..];
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(eyre!("{url}: server answered `{status}`, expected 200"));
+    }
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    }) {
+        return Err(eyre!(
+            "{url}: chunked transfer encoding is not supported; serve the file with a Content-Length"
+        ));
+    }
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    if let Some(n) = length
+        && data.len() != n
+    {
+        return Err(eyre!(
+            "{url}: truncated download: {} of {n} bytes",
+            data.len()
+        ));
+    }
+    std::fs::write(dest, data).map_err(|e| eyre!("{}: {e}", dest.display()))?;
+    Ok(())
+}
+
+/// Simulated strokes of every label through the line's default feature extractor.
+fn reference_rows(per_label: u64, seed: u64) -> eyre::Result<Vec<Vec<f32>>> {
+    use forgeline_acquisition::{FaultKind, PressSimConfig, PressSimulator, StrokeLabel};
+    let sim = PressSimulator::new(PressSimConfig {
+        seed,
+        ..PressSimConfig::default()
+    })
+    .map_err(|e| eyre!("{e}"))?;
+    let mut fx =
+        forgeline_vibration::FeatureExtractor::new(forgeline_vibration::FeatureConfig::default())
+            .map_err(|e| eyre!("{e}"))?;
+    let labels = std::iter::once(StrokeLabel::Normal)
+        .chain(FaultKind::ALL.iter().map(|f| StrokeLabel::Fault(*f)));
+    let mut rows = Vec::new();
+    let mut seq = 0;
+    for label in labels {
+        for _ in 0..per_label {
+            let s = sim.stroke_as(seq, label);
+            seq += 1;
+            let mut v = Vec::new();
+            if fx.extract(&s.samples, s.sample_rate_hz, &mut v).is_ok() {
+                rows.push(v);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 fn password(var: Option<&String>) -> eyre::Result<Option<String>> {
@@ -247,6 +426,106 @@ pub fn run(cmd: ModelCmd) -> eyre::Result<()> {
                 a.dir.display()
             );
         }
+        ModelCmd::Pack {
+            model_dir,
+            out,
+            public_key,
+        } => {
+            let mut trusted = TrustedKeys::new();
+            trusted.add_file(&public_key).map_err(|e| eyre!("{e}"))?;
+            let id =
+                forgeline_registry::pack(&model_dir, &trusted, &out).map_err(|e| eyre!("{e}"))?;
+            println!("packed {}@{} into {}", id.name, id.version, out.display());
+        }
+        ModelCmd::Reference {
+            model_dir,
+            per_label,
+            seed,
+            tolerance,
+            latency_budget_ms,
+        } => {
+            let rows = reference_rows(per_label, seed)?;
+            let set = write_reference(&model_dir, rows, tolerance, latency_budget_ms)
+                .map_err(|e| eyre!("{e}"))?;
+            println!(
+                "wrote {}/{}: {} rows, variants {:?}, tolerance {tolerance}, latency budget {latency_budget_ms} ms (sign the model next)",
+                model_dir.display(),
+                forgeline_registry::lifecycle::REFERENCE_FILE,
+                set.rows.len(),
+                set.expected_scores.keys().collect::<Vec<_>>()
+            );
+        }
+        ModelCmd::Update {
+            source,
+            probation_minutes,
+            max_failures,
+            retention_hours,
+            reg,
+        } => update(
+            &source,
+            probation_minutes,
+            max_failures,
+            retention_hours,
+            &reg,
+        )?,
+        ModelCmd::Health {
+            status,
+            name,
+            reason,
+            reg,
+        } => {
+            let mut r = open(&reg)?;
+            let outcome = r
+                .report_health(
+                    &name,
+                    &reg.profile,
+                    status == HealthStatus::Ok,
+                    &reason,
+                    now(),
+                )
+                .map_err(|e| eyre!("{e}"))?;
+            match outcome {
+                HealthOutcome::Noted => println!("noted"),
+                HealthOutcome::ProbationPassed { version } => {
+                    println!("probation of {name}@{version} passed");
+                }
+                HealthOutcome::FailureRecorded {
+                    failures,
+                    max_failures,
+                    ..
+                } => {
+                    println!("failure {failures} of {max_failures} recorded during probation");
+                }
+                HealthOutcome::RolledBack(a) => println!(
+                    "ROLLED BACK {} from {:?} to {}: {reason}",
+                    a.name,
+                    a.from.map(|v| v.to_string()),
+                    a.to
+                ),
+            }
+        }
+        ModelCmd::CheckAge {
+            name,
+            max_age_days,
+            reg,
+        } => {
+            let r = open(&reg)?;
+            let dir = r
+                .active_dir(&name, &reg.profile)
+                .map_err(|e| eyre!("{e}"))?;
+            let age = check_age(&dir, max_age_days, now()).map_err(|e| eyre!("{e}"))?;
+            if age.exceeded {
+                eprintln!(
+                    "ALARM: {} is {:.1} days old (created {}), policy max_age_days {max_age_days}: retrain and publish a new version",
+                    age.model, age.age_days, age.created
+                );
+                std::process::exit(3);
+            }
+            println!(
+                "ok: {} is {:.1} days old (created {}), within max_age_days {max_age_days}",
+                age.model, age.age_days, age.created
+            );
+        }
         ModelCmd::Prune {
             keep,
             older_than_hours,
@@ -261,6 +540,102 @@ pub fn run(cmd: ModelCmd) -> eyre::Result<()> {
                 println!("removed {}@{} {}", m.name, m.version, m.profile);
             }
         }
+    }
+    Ok(())
+}
+
+fn update(
+    source: &str,
+    probation_minutes: f64,
+    max_failures: u32,
+    retention_hours: f64,
+    reg: &RegistryArgs,
+) -> eyre::Result<()> {
+    let trusted = trusted_for(reg)?;
+    let work = tempfile::tempdir().map_err(|e| eyre!("temporary directory: {e}"))?;
+    let local: PathBuf = if source.starts_with("http://") || source.starts_with("https://") {
+        let file = work.path().join("package.tar");
+        download(source, &file)?;
+        println!("downloaded {source}");
+        file
+    } else {
+        PathBuf::from(source)
+    };
+    // Authentic first: nothing else is looked at before the signature and checksums hold.
+    let package = if local.is_dir() {
+        verify(&local, &trusted).map_err(|e| eyre!("refused: {e}"))?;
+        local
+    } else {
+        let dir = work.path().join("package");
+        unpack(&local, &dir, &trusted).map_err(|e| eyre!("refused: {e}"))?;
+        dir
+    };
+    let id = verify(&package, &trusted).map_err(|e| eyre!("refused: {e}"))?;
+    println!(
+        "verified {}@{} signed by {}",
+        id.name, id.version, id.key_id
+    );
+    // Good second: the package's own reference set, scored on this box.
+    let start = std::time::Instant::now();
+    let mut clock = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let checks = validate_reference(&package, &mut clock)
+        .map_err(|e| eyre!("refused: {e}\nthe active model is unchanged"))?;
+    let summary: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} rows max |err| {:.2e} p95 {:.3} ms",
+                c.variant, c.rows, c.max_abs_error, c.p95_latency_ms
+            )
+        })
+        .collect();
+    println!("reference validation passed: {}", summary.join("; "));
+    let mut r = open(reg)?;
+    let at = now();
+    match r.install(&package, &reg.profile, at) {
+        Ok(m) => println!("installed {}@{} for {}", m.name, m.version, m.profile),
+        Err(forgeline_registry::RegistryError::AlreadyInstalled { .. }) => {
+            println!("{}@{} already installed", id.name, id.version);
+        }
+        Err(e) => return Err(eyre!("refused: {e}")),
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let until = Timestamp::from_unix_ns(
+        at.unix_ns()
+            .saturating_add((probation_minutes.max(0.0) * 6e10) as u64),
+    );
+    let reason = format!(
+        "update from {source}: reference validation passed ({})",
+        summary.join("; ")
+    );
+    let a = r
+        .activate_on_probation(
+            &id.name,
+            &id.version,
+            &reg.profile,
+            &reason,
+            at,
+            until,
+            max_failures,
+        )
+        .map_err(|e| eyre!("{e}"))?;
+    println!(
+        "active {}@{} for {} (was {:?}), on probation for {probation_minutes} min ({max_failures} failed health reports roll back)",
+        a.name,
+        a.to,
+        a.profile,
+        a.from.map(|v| v.to_string())
+    );
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let cutoff = now_ns().saturating_sub((retention_hours.max(0.0) * 3.6e12) as u64);
+    for m in r
+        .prune(2, Timestamp::from_unix_ns(cutoff))
+        .map_err(|e| eyre!("{e}"))?
+    {
+        println!(
+            "pruned backup {}@{} {} (older than {retention_hours} h)",
+            m.name, m.version, m.profile
+        );
     }
     Ok(())
 }

@@ -38,6 +38,7 @@
 pub mod error;
 mod fsutil;
 pub mod keys;
+pub mod lifecycle;
 pub mod manifest;
 pub mod package;
 pub mod registry;
@@ -47,8 +48,8 @@ pub use keys::{GeneratedKeyPair, KeyId, SigningKey, TrustedKeys, generate_keypai
 pub use manifest::{MANIFEST_FILE, Manifest, ManifestEntry, SIGNATURE_FILE};
 pub use package::{ModelIdentity, pack, sign, unpack, verify};
 pub use registry::{
-    Action, Activation, ActiveSlot, FaultHook, HistoryEntry, InstalledModel, ModelStatus, Registry,
-    STATE_FILE, Step, Timestamp,
+    Action, Activation, ActiveSlot, FaultHook, HealthOutcome, HistoryEntry, InstalledModel,
+    ModelStatus, Probation, Registry, STATE_FILE, Step, Timestamp,
 };
 /// Semantic versions as used for model versions.
 pub use semver::Version;

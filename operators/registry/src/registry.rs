@@ -132,6 +132,51 @@ struct Slot {
     /// Earlier active versions, most recent last; rollback pops it.
     #[serde(default)]
     previous: Vec<Version>,
+    /// Set by an activation on probation (`forgeline model update`): health failures within
+    /// it roll back automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probation: Option<Probation>,
+}
+
+/// The probation of a freshly activated version: `max_failures` failed health reports before
+/// `until` roll it back automatically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probation {
+    /// The version on probation.
+    pub version: Version,
+    /// Activation time.
+    pub since: Timestamp,
+    /// End of the probation window.
+    pub until: Timestamp,
+    /// Failed health reports within the window that trigger the rollback (at least 1).
+    pub max_failures: u32,
+    /// Failed health reports so far: (when, why).
+    #[serde(default)]
+    pub failures: Vec<(Timestamp, String)>,
+}
+
+/// What [`Registry::report_health`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthOutcome {
+    /// A healthy report, or a failure outside any probation (nothing recorded).
+    Noted,
+    /// The probation window is over: the version is kept for good (probation cleared).
+    ProbationPassed {
+        /// The version that passed.
+        version: Version,
+    },
+    /// A failure recorded during probation, below the rollback limit.
+    FailureRecorded {
+        /// Failures within the window so far.
+        failures: u32,
+        /// The limit that rolls back.
+        max_failures: u32,
+        /// End of the window.
+        until: Timestamp,
+    },
+    /// The limit was reached: rolled back to the previous version.
+    RolledBack(Activation),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -725,6 +770,129 @@ impl Registry {
         reason: &str,
         at: Timestamp,
     ) -> Result<Activation, RegistryError> {
+        self.activate_inner(name, version, profile, reason, at, None)
+    }
+
+    /// [`Registry::activate`], with the new version on probation until `until`: once
+    /// `max_failures` (at least 1) failed [`Registry::report_health`] calls fall before
+    /// `until`, the registry rolls back to the previous version by itself. The probation is
+    /// written in the same state update as the activation (power-cut safe).
+    ///
+    /// # Errors
+    /// As [`Registry::activate`].
+    #[allow(clippy::too_many_arguments)] // activate's six plus the two probation terms
+    pub fn activate_on_probation(
+        &mut self,
+        name: &str,
+        version: &Version,
+        profile: &str,
+        reason: &str,
+        at: Timestamp,
+        until: Timestamp,
+        max_failures: u32,
+    ) -> Result<Activation, RegistryError> {
+        let probation = Probation {
+            version: version.clone(),
+            since: at,
+            until,
+            max_failures: max_failures.max(1),
+            failures: Vec::new(),
+        };
+        self.activate_inner(name, version, profile, reason, at, Some(probation))
+    }
+
+    /// The probation of the active version of `name` on `profile`, if any.
+    #[must_use]
+    pub fn probation(&self, name: &str, profile: &str) -> Option<&Probation> {
+        self.slot(name, profile)?.probation.as_ref()
+    }
+
+    /// A health report on the active version of `name` on `profile` (from the health node, an
+    /// operator or `forgeline model health`). A failure during the active version's probation
+    /// is recorded; the `max_failures`-th rolls back to the previous version with the reasons
+    /// in the history. A report after the window ends the probation.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotActive`], and any [`Registry::rollback`] error.
+    pub fn report_health(
+        &mut self,
+        name: &str,
+        profile: &str,
+        healthy: bool,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<HealthOutcome, RegistryError> {
+        check_profile(profile)?;
+        let slot = self
+            .slot(name, profile)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotActive {
+                name: name.to_owned(),
+                profile: profile.to_owned(),
+            })?;
+        let Some(mut probation) = slot.probation.clone() else {
+            return Ok(HealthOutcome::Noted);
+        };
+        if at > probation.until {
+            let mut new = self.state.clone();
+            if let Some(s) = new
+                .models
+                .get_mut(name)
+                .and_then(|m| m.slots.get_mut(profile))
+            {
+                s.probation = None;
+            }
+            self.write_state(new)?;
+            tracing::info!(model = name, profile, version = %probation.version, "probation passed");
+            return Ok(HealthOutcome::ProbationPassed {
+                version: probation.version,
+            });
+        }
+        if healthy {
+            return Ok(HealthOutcome::Noted);
+        }
+        probation.failures.push((at, reason.to_owned()));
+        #[allow(clippy::cast_possible_truncation)]
+        let failures = probation.failures.len() as u32;
+        if failures >= probation.max_failures {
+            let reasons: Vec<&str> = probation.failures.iter().map(|(_, r)| r.as_str()).collect();
+            let why = format!(
+                "auto-rollback: {failures} failed health check(s) during the probation of {}: {}",
+                probation.version,
+                reasons.join("; ")
+            );
+            tracing::warn!(model = name, profile, "{why}");
+            return self
+                .rollback(name, profile, &why, at)
+                .map(HealthOutcome::RolledBack);
+        }
+        let until = probation.until;
+        let max_failures = probation.max_failures;
+        let mut new = self.state.clone();
+        if let Some(s) = new
+            .models
+            .get_mut(name)
+            .and_then(|m| m.slots.get_mut(profile))
+        {
+            s.probation = Some(probation);
+        }
+        self.write_state(new)?;
+        Ok(HealthOutcome::FailureRecorded {
+            failures,
+            max_failures,
+            until,
+        })
+    }
+
+    fn activate_inner(
+        &mut self,
+        name: &str,
+        version: &Version,
+        profile: &str,
+        reason: &str,
+        at: Timestamp,
+        probation: Option<Probation>,
+    ) -> Result<Activation, RegistryError> {
         check_profile(profile)?;
         self.verify_installed(name, version, profile)?;
         let current = self.slot(name, profile).cloned();
@@ -749,7 +917,7 @@ impl Registry {
             name,
             profile,
             version,
-            previous,
+            (previous, probation),
             from,
             Action::Activate,
             reason,
@@ -799,7 +967,7 @@ impl Registry {
             name,
             profile,
             &target,
-            previous,
+            (previous, None),
             Some(slot.active),
             Action::Rollback,
             reason,
@@ -813,7 +981,7 @@ impl Registry {
         name: &str,
         profile: &str,
         to: &Version,
-        previous: Vec<Version>,
+        (previous, probation): (Vec<Version>, Option<Probation>),
         from: Option<Version>,
         action: Action,
         reason: &str,
@@ -826,6 +994,7 @@ impl Registry {
             Slot {
                 active: to.clone(),
                 previous,
+                probation,
             },
         );
         model.history.push(HistoryEntry {

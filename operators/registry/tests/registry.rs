@@ -529,6 +529,125 @@ fn power_cut_at_every_step_of_install_activate_rollback_leaves_old_or_new_state(
     assert!(cuts >= 20, "only {cuts} cut points");
 }
 
+/// The update path: install, activation on probation, failed health reports and the automatic
+/// rollback, cut at every step: the old or the new version is active, the probation is either
+/// recorded with the activation or absent with it, and a retry reaches a consistent state.
+#[test]
+fn power_cut_at_every_step_of_probation_and_auto_rollback_leaves_old_or_new_state() {
+    let fx = Fixture::new();
+    let pkg1 = fx.package("1.0.0");
+    let pkg2 = fx.package("2.0.0");
+    let root = fx.root();
+    let mut cuts = 0;
+    for n in 1.. {
+        fs::remove_dir_all(&root).ok();
+        let mut reg = fx.open();
+        reg.install(&pkg1, PROFILE, t(1)).unwrap();
+        reg.activate("press", &v("1.0.0"), PROFILE, "base", t(2))
+            .unwrap();
+        let (hook, seen) = cut_at(n);
+        reg.set_fault_hook(Some(hook));
+        let result = (|| {
+            reg.install(&pkg2, PROFILE, t(3))?;
+            reg.activate_on_probation("press", &v("2.0.0"), PROFILE, "update", t(4), t(100), 2)?;
+            reg.report_health("press", PROFILE, false, "no scores", t(5))?;
+            reg.report_health("press", PROFILE, false, "crash loop", t(6))
+        })();
+        drop(reg);
+        let steps = seen.lock().unwrap().clone();
+        match result {
+            Err(RegistryError::Interrupted { step }) => {
+                cuts += 1;
+                assert_eq!(Some(&step), steps.last());
+                let active = check_consistent(&fx, &["1.0.0", "2.0.0"]).unwrap();
+                let reg = fx.open();
+                // 2.0.0 active always comes with its probation (same state write).
+                if active == v("2.0.0") {
+                    let p = reg
+                        .probation("press", PROFILE)
+                        .expect("2.0.0 active without probation");
+                    assert_eq!(p.version, v("2.0.0"));
+                    assert!(p.failures.len() < 2);
+                }
+            }
+            Ok(outcome) => {
+                assert!(matches!(
+                    outcome,
+                    forgeline_registry::HealthOutcome::RolledBack(_)
+                ));
+                assert_eq!(check_consistent(&fx, &["1.0.0"]), Some(v("1.0.0")));
+                let reg = fx.open();
+                assert!(reg.probation("press", PROFILE).is_none());
+                let last = reg.show("press").unwrap().history.pop().unwrap();
+                assert_eq!(last.action, Action::Rollback);
+                assert!(
+                    last.reason.contains("auto-rollback") && last.reason.contains("crash loop")
+                );
+                assert_eq!(cuts, steps.len());
+                break;
+            }
+            Err(e) => panic!("cut {n}: unexpected error {e}"),
+        }
+    }
+    assert!(cuts >= 15, "only {cuts} cut points");
+}
+
+#[test]
+fn probation_passes_after_its_window_and_healthy_reports_record_nothing() {
+    let fx = Fixture::new();
+    let mut reg = fx.open();
+    reg.install(fx.package("1.0.0"), PROFILE, t(1)).unwrap();
+    reg.activate("press", &v("1.0.0"), PROFILE, "base", t(2))
+        .unwrap();
+    reg.install(fx.package("2.0.0"), PROFILE, t(3)).unwrap();
+    reg.activate_on_probation("press", &v("2.0.0"), PROFILE, "update", t(4), t(100), 3)
+        .unwrap();
+    use forgeline_registry::HealthOutcome;
+    assert_eq!(
+        reg.report_health("press", PROFILE, true, "fine", t(5))
+            .unwrap(),
+        HealthOutcome::Noted
+    );
+    assert!(matches!(
+        reg.report_health("press", PROFILE, false, "blip", t(6))
+            .unwrap(),
+        HealthOutcome::FailureRecorded {
+            failures: 1,
+            max_failures: 3,
+            ..
+        }
+    ));
+    assert_eq!(
+        reg.report_health("press", PROFILE, false, "late", t(101))
+            .unwrap(),
+        HealthOutcome::ProbationPassed {
+            version: v("2.0.0")
+        }
+    );
+    // After the probation, failures no longer roll back.
+    for i in 0..5 {
+        assert_eq!(
+            reg.report_health("press", PROFILE, false, "after", t(102 + i))
+                .unwrap(),
+            HealthOutcome::Noted
+        );
+    }
+    assert_eq!(reg.show("press").unwrap().active[0].version, v("2.0.0"));
+    // The probation survives a reopen (it is in registry.json).
+    reg.install(fx.package("3.0.0"), PROFILE, t(200)).unwrap();
+    reg.activate_on_probation("press", &v("3.0.0"), PROFILE, "update", t(201), t(300), 1)
+        .unwrap();
+    drop(reg);
+    let mut reg = fx.open();
+    assert_eq!(reg.probation("press", PROFILE).unwrap().version, v("3.0.0"));
+    assert!(matches!(
+        reg.report_health("press", PROFILE, false, "bad", t(202))
+            .unwrap(),
+        HealthOutcome::RolledBack(_)
+    ));
+    assert_eq!(reg.show("press").unwrap().active[0].version, v("2.0.0"));
+}
+
 #[test]
 fn power_cut_during_prune_keeps_a_consistent_store() {
     let fx = Fixture::new();

@@ -1,0 +1,229 @@
+//! `forgeline model update` end to end: a signed package with its reference set, served over
+//! HTTP by a server that is not ours (Python's http.server on loopback), verified, validated on
+//! the box, activated on probation; tampered and badly-validating packages are refused with the
+//! reason and leave the active model alone; failed health checks during probation roll back by
+//! themselves; the maximum-age policy alarms.
+#![allow(clippy::unwrap_used)]
+
+use forgeline_tests::{Guard, free_port, python, root, run_forgeline};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const PROFILE: &str = "test-cpu";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn fl(args: &[&str]) -> (bool, String, String) {
+    run_forgeline(args, &root())
+}
+
+/// The shipped model as `version`, with a reference set; `edit` runs before signing.
+fn package(tmp: &Path, version: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let pkg = tmp.join(format!("pkg-{version}"));
+    copy_dir(&root().join("models/press-anomaly"), &pkg);
+    let yml = std::fs::read_to_string(pkg.join("model.yml")).unwrap();
+    std::fs::write(
+        pkg.join("model.yml"),
+        yml.replacen("version: 1.0.0", &format!("version: {version}"), 1),
+    )
+    .unwrap();
+    let p = pkg.to_str().unwrap();
+    let (ok, out, err) = fl(&["model", "reference", p, "--per-label", "3"]);
+    assert!(ok, "{out}{err}");
+    edit(&pkg);
+    let key = tmp.join("keys/forgeline.key");
+    let (ok, _, err) = fl(&["model", "sign", p, "--key", key.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    pkg
+}
+
+fn active(reg: &Path) -> String {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reg.join("registry.json")).unwrap()).unwrap();
+    state["models"]["press-anomaly"]["slots"][PROFILE]["active"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn http_server(dir: &Path) -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new(python())
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .arg("--directory")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (guard, port);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("http.server did not start on port {port}");
+}
+
+#[test]
+fn update_over_http_validates_activates_on_probation_and_rolls_back_on_failed_health() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let reg = tmp.path().join("reg");
+    assert!(fl(&["model", "keygen", "--dir", keys.to_str().unwrap()]).0);
+    std::fs::create_dir_all(reg.join("trusted-keys")).unwrap();
+    std::fs::copy(
+        keys.join("forgeline.pub"),
+        reg.join("trusted-keys/forgeline.pub"),
+    )
+    .unwrap();
+    let r = reg.to_str().unwrap();
+    let reg_args = ["--registry", r, "--profile", PROFILE];
+    let update = |source: &str| {
+        let mut a = vec!["model", "update", source];
+        a.extend(reg_args);
+        fl(&a)
+    };
+
+    // 1.0.0 from a local package directory.
+    let v1 = package(tmp.path(), "1.0.0", |_| {});
+    let (ok, out, err) = update(v1.to_str().unwrap());
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("reference validation passed"), "{out}");
+    assert_eq!(active(&reg), "1.0.0");
+
+    // A tampered package (weights changed after signing) is refused; 1.0.0 stays active.
+    let bad = package(tmp.path(), "1.0.1", |_| {});
+    let mut onnx = std::fs::read(bad.join("model.fp32.onnx")).unwrap();
+    let n = onnx.len();
+    onnx[n / 2] ^= 0x40;
+    std::fs::write(bad.join("model.fp32.onnx"), onnx).unwrap();
+    let (ok, out, err) = update(bad.to_str().unwrap());
+    assert!(!ok, "tampered package accepted:\n{out}");
+    assert!(
+        err.contains("refused") && err.contains("model.fp32.onnx"),
+        "{err}"
+    );
+    assert_eq!(active(&reg), "1.0.0");
+
+    // Authentic but not good: its own reference scores do not reproduce (expected scores
+    // shifted before signing), so validation refuses it; 1.0.0 stays active.
+    let wrong = package(tmp.path(), "1.0.2", |dir| {
+        let path = dir.join("reference/reference.json");
+        let mut set: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for scores in set["expected_scores"].as_object_mut().unwrap().values_mut() {
+            let first = scores[0].as_f64().unwrap();
+            scores[0] = serde_json::json!(first + 0.5);
+        }
+        std::fs::write(&path, set.to_string()).unwrap();
+    });
+    let (ok, out, err) = update(wrong.to_str().unwrap());
+    assert!(!ok, "badly validating package accepted:\n{out}");
+    assert!(
+        err.contains("reference validation failed") && err.contains("row 0"),
+        "{err}"
+    );
+    assert!(err.contains("active model is unchanged"), "{err}");
+    assert_eq!(active(&reg), "1.0.0");
+    assert!(!reg.join("store/press-anomaly/1.0.2").exists());
+
+    // 1.1.0 published as a .tar on an HTTP server.
+    let v2 = package(tmp.path(), "1.1.0", |_| {});
+    let serve = tmp.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    let tar = serve.join("press-anomaly-1.1.0.tar");
+    let (ok, _, err) = fl(&[
+        "model",
+        "pack",
+        v2.to_str().unwrap(),
+        "--out",
+        tar.to_str().unwrap(),
+        "--public-key",
+        keys.join("forgeline.pub").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (_server, port) = http_server(&serve);
+    let url = format!("http://127.0.0.1:{port}/press-anomaly-1.1.0.tar");
+    let (ok, out, err) = update(&url);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("downloaded") && out.contains("on probation"),
+        "{out}"
+    );
+    assert_eq!(active(&reg), "1.1.0");
+    // A missing URL is refused with the server's answer.
+    let (ok, _, err) = update(&format!("http://127.0.0.1:{port}/nope.tar"));
+    assert!(!ok && err.contains("404"), "{err}");
+    assert_eq!(active(&reg), "1.1.0");
+
+    // Health failures during probation: the third rolls back to 1.0.0 by itself.
+    let health = |status: &str, reason: &str| {
+        let mut a = vec![
+            "model",
+            "health",
+            status,
+            "--name",
+            "press-anomaly",
+            "--reason",
+            reason,
+        ];
+        a.extend(reg_args);
+        fl(&a)
+    };
+    assert!(health("ok", "scores look normal").0);
+    for i in 1..=2 {
+        let (ok, out, err) = health("fail", &format!("no scores for 10 s ({i})"));
+        assert!(ok, "{err}");
+        assert!(out.contains(&format!("failure {i} of 3")), "{out}");
+        assert_eq!(active(&reg), "1.1.0");
+    }
+    let (ok, out, err) = health("fail", "inference node crash-looping");
+    assert!(ok, "{err}");
+    assert!(out.contains("ROLLED BACK"), "{out}");
+    assert_eq!(active(&reg), "1.0.0");
+    let mut show = vec!["model", "show", "press-anomaly"];
+    show.extend(reg_args);
+    let (_, out, _) = fl(&show);
+    assert!(
+        out.contains("auto-rollback: 3 failed health check(s) during the probation of 1.1.0")
+            && out.contains("inference node crash-looping"),
+        "{out}"
+    );
+
+    // Maximum age: the shipped model was created 2026-11-25.
+    let age = |days: &str| {
+        let mut a = vec![
+            "model",
+            "check-age",
+            "press-anomaly",
+            "--max-age-days",
+            days,
+        ];
+        a.extend(reg_args);
+        Command::new(forgeline_tests::forgeline())
+            .args(&a)
+            .output()
+            .unwrap()
+    };
+    let fresh = age("36500");
+    assert!(fresh.status.success(), "{fresh:?}");
+    let old = age("0.0001");
+    assert_eq!(old.status.code(), Some(3), "{old:?}");
+    assert!(String::from_utf8_lossy(&old.stderr).contains("ALARM"));
+}
