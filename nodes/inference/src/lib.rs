@@ -1,127 +1,589 @@
 //! `inference`: one node for every line. Loads a model directory once (checksums, shapes and
 //! feature names checked), picks the execution provider from the configured chain, warms up,
-//! then scores each `features` message into a `score` message that names the model version and
-//! the provider that ran it. Strokes whose data quality failed are not scored (score NaN, flags
-//! forwarded), so the threshold turns them into `sensor_fault`.
+//! then scores each message into `score` messages that name the model version and the provider
+//! that ran it.
+//!
+//! - `features` input (`FeatureVector`): strokes whose data quality failed are not scored
+//!   (score NaN, flags forwarded), so the threshold turns them into `sensor_fault`.
+//! - inputs whose id starts with `tensor` (`Tensor`, e.g. from `image-preprocess`): each row is
+//!   checked against the model's input (dtype, shape, layout, byte count) and read in place from
+//!   the Arrow buffer.
+//!
+//! Anomaly models give `score` = the model output and an empty `label`; classification models
+//! give `label` = the most probable class and `score` = `1 - P(good_label)`.
 
-use forgeline_inference::{InferenceConfig, ModelDir, Scorer};
-use forgeline_runtime::{ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate};
-use forgeline_schemas::{FeatureVector, Score, features};
-use serde::Deserialize;
-use std::path::PathBuf;
 use std::time::Instant;
 
-/// Configuration of `inference`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The model directory (model.yml + ONNX files), relative to the graph's directory.
-    pub model_dir: PathBuf,
-    /// ONNX Runtime session settings: variant, provider chain, threads, warm-up, library path.
-    #[serde(default)]
-    pub session: InferenceConfig,
-}
+use forgeline_inference::{Scorer, Task, TensorRow};
+use std::sync::Arc;
 
-impl Validate for Config {
-    fn validate(&self) -> Vec<ConfigProblem> {
-        let mut problems: Vec<ConfigProblem> = self
-            .session
-            .problems()
-            .into_iter()
-            .map(|reason| ConfigProblem {
-                field: "session".into(),
-                reason,
-            })
-            .collect();
-        if let Err(e) = ModelDir::load(&self.model_dir) {
-            problems.push(ConfigProblem {
-                field: "model_dir".into(),
-                reason: e.to_string(),
-            });
-        }
-        problems
-    }
-}
+use forgeline_runtime::arrow::array::{
+    ArrayRef, AsArray, Float32Array, StringArray, UInt32Array, UInt64Array,
+};
+use forgeline_runtime::arrow::datatypes::Int64Type;
+use forgeline_runtime::arrow::record_batch::RecordBatch;
+use forgeline_runtime::columns::Header;
+use forgeline_runtime::{InitContext, Input, Outbox, Stage, StageError};
+use forgeline_schemas::{
+    Correlation, FeatureVector, Health, HealthLevel, QualityFlags, SchemaMismatch, Tensor,
+    features, tensor,
+};
+
+mod config;
+
+pub use config::{Config, RegistryModel};
+/// The operator crate, for tools that drive the scorer directly (`forgeline bench-model`).
+pub use forgeline_inference;
 
 /// The inference stage.
 pub struct Inference {
     scorer: Scorer,
     feature_set: String,
-    n_features: usize,
+    node_id: String,
+    max_batch: usize,
+    /// Whether the graph declares a `health` output.
+    has_health: bool,
+    /// The `model_loaded` health event is sent with the first message.
+    announced: bool,
+    health_seq: u64,
+    /// Hot reload from a registry (none with `model_dir`).
+    watch: Option<Watch>,
+}
+
+/// What a model being loaded in the background sends back.
+type Loaded = Result<(Scorer, String), String>;
+
+/// The registry pointer the node follows, and the model being loaded in the background.
+struct Watch {
+    link: std::path::PathBuf,
+    /// The directory the current scorer was loaded from.
+    current: std::path::PathBuf,
+    /// A directory that failed to load (not retried until the pointer moves again).
+    refused: Option<std::path::PathBuf>,
+    every_ns: u64,
+    last_check_ns: Option<u64>,
+    loading: Option<(std::path::PathBuf, std::sync::mpsc::Receiver<Loaded>)>,
+    session: forgeline_inference::InferenceConfig,
+}
+
+impl Inference {
+    /// Between two messages: installs a model that finished loading in the background (health
+    /// `model_switched`, `first_seq` = the seq of the message about to be scored), or refuses
+    /// one that failed (health alarm `model_refused`; the old model keeps scoring); otherwise,
+    /// at most every `reload_check_ms`, looks at the registry's active pointer and starts
+    /// loading (verify + warm up) a newly activated version on a background thread.
+    fn poll_reload(&mut self, now_ns: u64, asset_id: &str, first_seq: u64, out: &mut Outbox) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        if let Some((target, rx)) = &watch.loading {
+            let result = match rx.try_recv() {
+                Ok(result) => result,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Err("the loader thread ended without a result".into())
+                }
+            };
+            let target = target.clone();
+            watch.loading = None;
+            match result {
+                Ok((scorer, feature_set)) => {
+                    let old = self.scorer.model_version().to_owned();
+                    self.scorer = scorer;
+                    self.feature_set = feature_set;
+                    watch.current = target;
+                    let new = self.scorer.model_version().to_owned();
+                    tracing::info!(node = %self.node_id, old = %old, new = %new, first_seq,
+                        provider = self.scorer.provider(), "model switched");
+                    self.health(
+                        out,
+                        asset_id,
+                        now_ns,
+                        HealthLevel::Ok,
+                        "model_switched",
+                        format!(
+                            "model {old} -> {new} from seq {first_seq} on provider {}",
+                            self.scorer.provider()
+                        ),
+                        first_seq as f64,
+                    );
+                }
+                Err(reason) => {
+                    tracing::error!(node = %self.node_id, dir = %target.display(), %reason,
+                        "new model refused; the old one keeps scoring");
+                    let message = format!(
+                        "model in {} refused, {} keeps scoring: {reason}",
+                        target.display(),
+                        self.scorer.model_version()
+                    );
+                    watch.refused = Some(target);
+                    self.health(
+                        out,
+                        asset_id,
+                        now_ns,
+                        HealthLevel::Alarm,
+                        "model_refused",
+                        message,
+                        f64::NAN,
+                    );
+                }
+            }
+            return;
+        }
+        if watch
+            .last_check_ns
+            .is_some_and(|t| now_ns.saturating_sub(t) < watch.every_ns)
+        {
+            return;
+        }
+        watch.last_check_ns = Some(now_ns);
+        let Ok(target) = std::fs::canonicalize(&watch.link) else {
+            return; // No active version right now (mid-swap or deactivated): keep the current one.
+        };
+        if target == watch.current || watch.refused.as_ref() == Some(&target) {
+            return;
+        }
+        tracing::info!(node = %self.node_id, dir = %target.display(), "new active model: loading in the background");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let session = watch.session.clone();
+        let dir = target.clone();
+        let spawned = std::thread::Builder::new()
+            .name("model-loader".into())
+            .spawn(move || {
+                let loaded = forgeline_inference::ModelDir::load(&dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|model| {
+                        let set = model.meta().feature_set.clone();
+                        Scorer::new(&model, &session)
+                            .map(|s| (s, set))
+                            .map_err(|e| e.to_string())
+                    });
+                let _ = tx.send(loaded);
+            });
+        match spawned {
+            Ok(_) => watch.loading = Some((target, rx)),
+            Err(e) => {
+                tracing::warn!(node = %self.node_id, "cannot start the model loader thread: {e}")
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // The fields of one health event.
+    fn health(
+        &mut self,
+        out: &mut Outbox,
+        asset_id: &str,
+        now_ns: u64,
+        level: HealthLevel,
+        code: &str,
+        message: String,
+        value: f64,
+    ) {
+        if !self.has_health {
+            return;
+        }
+        self.health_seq += 1;
+        out.health(Health {
+            key: Correlation::new(asset_id, self.health_seq, now_ns),
+            node_id: self.node_id.clone(),
+            component: "model".into(),
+            level,
+            code: code.into(),
+            message,
+            value,
+        });
+    }
+
+    /// The scorer in use (model version, provider, counters).
+    #[must_use]
+    pub fn scorer(&self) -> &Scorer {
+        &self.scorer
+    }
+
+    /// Scores the rows of feature messages (already queued messages of one input together):
+    /// at most `max_batch` rows per session run. One `score` message per input message.
+    fn on_features(&mut self, batches: &[RecordBatch], out: &mut Outbox) -> Result<(), StageError> {
+        let mut messages: Vec<Scored> = Vec::with_capacity(batches.len());
+        // (message, row) of the rows to score, with their values.
+        let mut todo: Vec<(usize, usize, &[f32])> = Vec::new();
+        for (m, batch) in batches.iter().enumerate() {
+            let sets = forgeline_runtime::columns::strings(batch, features::NAME, "feature_set")?;
+            let flags = forgeline_runtime::columns::u32s(batch, features::NAME, "quality_flags")?;
+            for row in 0..batch.num_rows() {
+                if QualityFlags(flags.value(row)).is_ok() {
+                    let values = features::values(batch, row)?;
+                    if sets.value(row) != self.feature_set || values.len() != self.scorer.row_len()
+                    {
+                        let key = Header::of(batch, features::NAME)?.key(row);
+                        return Err(StageError::Input(format!(
+                            "node {}: asset {} seq {}: model {} expects feature set `{}` with {} values, got `{}` with {} (field `values`)",
+                            self.node_id,
+                            key.asset_id,
+                            key.seq,
+                            self.scorer.model_version(),
+                            self.feature_set,
+                            self.scorer.row_len(),
+                            sets.value(row),
+                            values.len()
+                        )));
+                    }
+                    todo.push((m, row, values));
+                }
+            }
+            messages.push(Scored::new(batch.num_rows()));
+        }
+        let mut rows: Vec<&[f32]> = Vec::with_capacity(self.max_batch.min(todo.len()));
+        for chunk in todo.chunks(self.max_batch) {
+            rows.clear();
+            rows.extend(chunk.iter().map(|(_, _, v)| *v));
+            let t0 = Instant::now();
+            if let Err(e) = self.scorer.infer_rows(&rows) {
+                let key = Header::of(&batches[chunk[0].0], features::NAME)?.key(chunk[0].1);
+                return Err(StageError::Input(format!(
+                    "node {}: asset {} seq {}: {e}",
+                    self.node_id, key.asset_id, key.seq
+                )));
+            }
+            let elapsed = elapsed_ns(t0);
+            let outputs = self.scorer.last_outputs();
+            for (i, (m, row, _)) in chunk.iter().enumerate() {
+                messages[*m].fill(&self.scorer, *row, outputs, i, elapsed);
+            }
+        }
+        for (batch, scored) in batches.iter().zip(messages) {
+            let quality = batch.column_by_name("quality_flags").cloned();
+            out.send_batch("score", self.score_batch(batch, scored, quality)?);
+        }
+        Ok(())
+    }
+
+    /// The `score` message for `input`: the key and `source` columns are the input's own
+    /// (shared, not copied), the rest is built from `scored`.
+    fn score_batch(
+        &self,
+        input: &RecordBatch,
+        scored: Scored,
+        quality: Option<ArrayRef>,
+    ) -> Result<RecordBatch, StageError> {
+        let n = input.num_rows();
+        let column = |name: &str| -> Result<ArrayRef, StageError> {
+            input.column_by_name(name).cloned().ok_or_else(|| {
+                StageError::Input(format!(
+                    "node {}: input has no `{name}` column",
+                    self.node_id
+                ))
+            })
+        };
+        let labels = self.scorer.labels();
+        let label: ArrayRef =
+            Arc::new(StringArray::from_iter_values(scored.class.iter().map(
+                |c| c.and_then(|i| labels.get(i)).map_or("", String::as_str),
+            )));
+        let repeat = |v: &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n)))
+        };
+        let quality = quality.unwrap_or_else(|| Arc::new(UInt32Array::from(vec![0_u32; n])));
+        RecordBatch::try_new(
+            forgeline_schemas::score::schema(),
+            vec![
+                column("asset_id")?,
+                column("seq")?,
+                column("acq_time_ns")?,
+                Arc::new(Float32Array::from(scored.score)),
+                label,
+                repeat(self.scorer.model_version()),
+                repeat(self.scorer.provider()),
+                quality,
+                Arc::new(UInt64Array::from(scored.inference_ns)),
+                column("source")?,
+            ],
+        )
+        .map_err(|e| StageError::Internal(format!("node {}: score batch: {e}", self.node_id)))
+    }
+
+    /// Scores the rows of one tensor message, `max_batch` rows per session run, reading the
+    /// bytes in place.
+    fn on_tensor(
+        &mut self,
+        port: &str,
+        batch: &RecordBatch,
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
+        let header = Header::of(batch, tensor::NAME)?;
+        let mismatch = |field: &str, reason: String| SchemaMismatch {
+            message: tensor::NAME,
+            field: field.to_owned(),
+            reason,
+        };
+        let shapes = batch
+            .column_by_name("shape")
+            .and_then(|c| c.as_list_opt::<i64>())
+            .ok_or_else(|| mismatch("shape", "expected LargeList<Int64>".into()))?;
+        let dims = shapes
+            .values()
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| mismatch("shape", "expected LargeList<Int64>".into()))?;
+        let dtypes = forgeline_runtime::columns::strings(batch, tensor::NAME, "dtype")?;
+        let layouts = forgeline_runtime::columns::strings(batch, tensor::NAME, "layout")?;
+        let data = batch
+            .column_by_name("data")
+            .and_then(|c| c.as_binary_opt::<i64>())
+            .ok_or_else(|| mismatch("data", "expected LargeBinary".into()))?;
+        let offsets = shapes.value_offsets();
+        for row in 0..batch.num_rows() {
+            let (start, end) = (offset(offsets[row]), offset(offsets[row + 1]));
+            let shape = dims.values().get(start..end).ok_or_else(|| {
+                mismatch(
+                    "shape",
+                    format!("row {row}: offsets {start}..{end} out of range"),
+                )
+            })?;
+            let view = TensorRow {
+                shape,
+                dtype: dtypes.value(row),
+                layout: layouts.value(row),
+                data: tensor::bytes(batch, row)?,
+            };
+            self.scorer.check_tensor(row, &view).map_err(|e| {
+                let key = header.key(row);
+                StageError::Input(format!(
+                    "node {} input `{port}`: asset {} seq {}: {e}",
+                    self.node_id, key.asset_id, key.seq
+                ))
+            })?;
+        }
+        let mut scored = Scored::new(batch.num_rows());
+        // Rows are back to back in the values buffer: a run of rows is one slice.
+        let bytes = data.value_offsets();
+        let all = data.value_data();
+        let n = batch.num_rows();
+        let mut first = 0;
+        while first < n {
+            let last = (first + self.max_batch).min(n);
+            let slice = all
+                .get(offset(bytes[first])..offset(bytes[last]))
+                .ok_or_else(|| {
+                    mismatch(
+                        "data",
+                        format!("rows {first}..{last}: offsets out of range"),
+                    )
+                })?;
+            let t0 = Instant::now();
+            self.scorer
+                .infer_tensors(last - first, slice)
+                .map_err(|e| {
+                    let key = header.key(first);
+                    StageError::Input(format!(
+                        "node {} input `{port}`: asset {} seq {}: {e}",
+                        self.node_id, key.asset_id, key.seq
+                    ))
+                })?;
+            let elapsed = elapsed_ns(t0);
+            let outputs = self.scorer.last_outputs();
+            for i in 0..last - first {
+                scored.fill(&self.scorer, first + i, outputs, i, elapsed);
+            }
+            first = last;
+        }
+        out.send_batch("score", self.score_batch(batch, scored, None)?);
+        Ok(())
+    }
+
+    /// Sends the `model_loaded` health event (model version, variant, provider) once, so that
+    /// the provider in use is visible on the health topic and in metrics.
+    fn announce(&mut self, asset_id: &str, now_ns: u64, out: &mut Outbox) {
+        if self.announced {
+            return;
+        }
+        self.announced = true;
+        if !self.has_health {
+            return;
+        }
+        let skipped: Vec<String> = self
+            .scorer
+            .skipped_providers()
+            .iter()
+            .map(|s| format!("{}: {}", s.provider, s.reason))
+            .collect();
+        self.health_seq += 1;
+        out.health(Health {
+            key: Correlation::new(asset_id, self.health_seq, now_ns),
+            node_id: self.node_id.clone(),
+            component: "model".into(),
+            level: HealthLevel::Ok,
+            code: "model_loaded".into(),
+            message: format!(
+                "model {} variant {} on provider {} (skipped: {})",
+                self.scorer.model_version(),
+                self.scorer.variant(),
+                self.scorer.provider(),
+                if skipped.is_empty() {
+                    "none".into()
+                } else {
+                    skipped.join("; ")
+                }
+            ),
+            value: f64::NAN,
+        });
+    }
+}
+
+/// The model's results for the rows of one message (NaN / no class / 0 ns where not scored).
+struct Scored {
+    score: Vec<f32>,
+    class: Vec<Option<usize>>,
+    inference_ns: Vec<u64>,
+}
+
+impl Scored {
+    fn new(rows: usize) -> Self {
+        Self {
+            score: vec![f32::NAN; rows],
+            class: vec![None; rows],
+            inference_ns: vec![0; rows],
+        }
+    }
+
+    /// Fills message row `row` from row `i` of a run's outputs.
+    fn fill(&mut self, scorer: &Scorer, row: usize, outputs: &[f32], i: usize, elapsed_ns: u64) {
+        let width = scorer.output_width();
+        let values = &outputs[i * width..(i + 1) * width];
+        match scorer.task() {
+            Task::Anomaly => self.score[row] = values[0],
+            Task::Classification => {
+                let verdict = scorer.classified(values);
+                self.score[row] = verdict.reject_probability;
+                self.class[row] = Some(verdict.class);
+            }
+        }
+        self.inference_ns[row] = elapsed_ns;
+    }
+}
+
+fn offset(o: i64) -> usize {
+    usize::try_from(o).unwrap_or(usize::MAX)
+}
+
+fn elapsed_ns(t0: Instant) -> u64 {
+    u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Stage for Inference {
     type Config = Config;
     const KIND: &'static str = "inference";
 
-    fn new(config: Config, _ctx: &InitContext) -> eyre::Result<Self> {
-        let model = ModelDir::load(&config.model_dir).map_err(|e| eyre::eyre!("{e}"))?;
+    fn new(config: Config, ctx: &InitContext) -> eyre::Result<Self> {
+        let current = config.current_dir().map_err(|e| eyre::eyre!("{e}"))?;
+        let model = config.load_model().map_err(|e| eyre::eyre!("{e}"))?;
+        let watch = config.registry.as_ref().map(|reg| Watch {
+            link: reg.active_link(),
+            current: current.clone(),
+            refused: None,
+            every_ns: config.reload_check_ms.saturating_mul(1_000_000),
+            last_check_ns: None,
+            loading: None,
+            session: config.session.clone(),
+        });
         let feature_set = model.meta().feature_set.clone();
         let scorer = Scorer::new(&model, &config.session).map_err(|e| eyre::eyre!("{e}"))?;
-        for skipped in scorer.skipped_providers() {
-            tracing::info!(?skipped, "execution provider skipped");
-        }
         tracing::info!(
+            node = %ctx.node_id,
             model = scorer.model_version(),
             provider = scorer.provider(),
             variant = scorer.variant().as_str(),
             warmup_runs = scorer.warmup_runs_done(),
+            max_batch = config.session.max_batch,
             "model loaded"
         );
         Ok(Self {
-            n_features: scorer.feature_names().len(),
             scorer,
             feature_set,
+            node_id: ctx.node_id.clone(),
+            max_batch: config.session.max_batch.max(1),
+            has_health: ctx
+                .outputs
+                .iter()
+                .any(|o| o == forgeline_runtime::HEALTH_PORT),
+            announced: false,
+            health_seq: 0,
+            watch,
         })
     }
 
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
-        let batch = input.batch::<FeatureVector>()?;
-        let header = forgeline_runtime::columns::Header::of(&batch, "features")?;
-        let sets = forgeline_runtime::columns::strings(&batch, "features", "feature_set")?;
-        let flags = forgeline_runtime::columns::u32s(&batch, "features", "quality_flags")?;
-        let mut scores = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            let key = header.key(row);
-            let quality = forgeline_schemas::QualityFlags(flags.value(row));
-            let values = features::values(&batch, row)?;
-            let (score, inference_ns) = if quality.is_ok() {
-                if sets.value(row) != self.feature_set || values.len() != self.n_features {
-                    return Err(StageError::Input(format!(
-                        "asset {} seq {}: model {} expects feature set `{}` with {} values, got `{}` with {} (field `values`)",
-                        key.asset_id,
-                        key.seq,
-                        self.scorer.model_version(),
-                        self.feature_set,
-                        self.n_features,
-                        sets.value(row),
-                        values.len()
-                    )));
-                }
-                let t0 = Instant::now();
-                let s = self
-                    .scorer
-                    .score(values)
-                    .map_err(|e| StageError::Input(format!("seq {}: {e}", key.seq)))?;
-                (
-                    s,
-                    u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                )
-            } else {
-                (f32::NAN, 0)
-            };
-            scores.push(Score {
-                key,
-                score,
-                label: String::new(),
-                model_version: self.scorer.model_version().to_owned(),
-                provider: self.scorer.provider().to_owned(),
-                quality,
-                inference_ns,
-                source: header.source(row).to_owned(),
-            });
+        if input.port.starts_with("tensor") {
+            let batch = input.batch::<Tensor>()?;
+            let (asset, seq) = first_key(&batch);
+            self.poll_reload(input.now_ns, &asset, seq, out);
+            self.announce(&asset, input.now_ns, out);
+            self.on_tensor(input.port, &batch, out)
+        } else if input.port.starts_with("features") {
+            let batch = input.batch::<FeatureVector>()?;
+            let (asset, seq) = first_key(&batch);
+            self.poll_reload(input.now_ns, &asset, seq, out);
+            self.announce(&asset, input.now_ns, out);
+            self.on_features(std::slice::from_ref(&batch), out)
+        } else {
+            Err(StageError::Input(format!(
+                "node {}: unknown input `{}`: expected `features` (FeatureVector) or an id starting with `tensor` (Tensor)",
+                self.node_id, input.port
+            )))
         }
-        out.send("score", &scores);
-        Ok(())
     }
+
+    fn max_input_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn on_inputs(&mut self, inputs: &[Input<'_>], out: &mut Outbox) -> Result<(), StageError> {
+        self.on_queued(inputs, out)
+    }
+}
+
+impl Inference {
+    /// `on_inputs` body: queued feature messages scored together; anything else one by one.
+    fn on_queued(&mut self, inputs: &[Input<'_>], out: &mut Outbox) -> Result<(), StageError> {
+        let all_features = inputs.iter().all(|i| i.port.starts_with("features"));
+        if inputs.len() < 2 || !all_features {
+            let mut first_error = None;
+            for input in inputs {
+                if let Err(e) = self.on_input(input, out) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            return first_error.map_or(Ok(()), Err);
+        }
+        let batches = inputs
+            .iter()
+            .map(|i| i.batch::<FeatureVector>())
+            .collect::<Result<Vec<_>, _>>();
+        if let Ok(batches) = batches {
+            let (asset, seq) = first_key(&batches[0]);
+            self.poll_reload(inputs[0].now_ns, &asset, seq, out);
+            self.announce(&asset, inputs[0].now_ns, out);
+            if self.on_features(&batches, out).is_ok() {
+                return Ok(());
+            }
+        }
+        // One bad message must not cost the others their scores: score them one by one.
+        let mut first_error = None;
+        for input in inputs {
+            if let Err(e) = self.on_input(input, out) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Asset and seq of the first row (empty / 0 for an empty message).
+fn first_key(batch: &RecordBatch) -> (String, u64) {
+    Header::of(batch, "")
+        .ok()
+        .filter(|_| batch.num_rows() > 0)
+        .map(|h| {
+            let key = h.key(0);
+            (key.asset_id, key.seq)
+        })
+        .unwrap_or_default()
 }

@@ -104,6 +104,9 @@ pub struct InferenceConfig {
     pub tensorrt: TensorRtOptions,
     /// Path of `libonnxruntime.so` (default none: `ORT_DYLIB_PATH`, then the project's `.venv`).
     pub onnxruntime_lib: Option<PathBuf>,
+    /// Most rows scored in one session run (default 1 = no batching). Above 1 the node scores
+    /// the rows of one message, and messages already queued on the same input, together.
+    pub max_batch: usize,
 }
 
 impl Default for InferenceConfig {
@@ -122,6 +125,7 @@ impl Default for InferenceConfig {
             warmup_runs: 10,
             tensorrt: TensorRtOptions::default(),
             onnxruntime_lib: None,
+            max_batch: 1,
         }
     }
 }
@@ -146,6 +150,9 @@ impl InferenceConfig {
         }
         if self.inter_threads == 0 {
             out.push("inter_threads: 0, expected at least 1".to_owned());
+        }
+        if self.max_batch == 0 {
+            out.push("max_batch: 0, expected at least 1 (1 = no batching)".to_owned());
         }
         out
     }

@@ -114,6 +114,20 @@ pub enum InferenceError {
         /// Rows in the batch.
         rows: usize,
     },
+    /// A tensor message does not fit the model's input (shape, dtype, layout or byte count).
+    #[error("{model}: tensor row {row}: field `{field}` is {found}, the model expects {expected}")]
+    TensorMismatch {
+        /// `name@version`.
+        model: String,
+        /// Row index within the message.
+        row: usize,
+        /// The `Tensor` field that differs (`shape`, `dtype`, `layout`, `data`).
+        field: &'static str,
+        /// What the model's input spec needs.
+        expected: String,
+        /// What the message carries.
+        found: String,
+    },
     /// A method was called on a model of the other task.
     #[error("{model} is a {actual} model; {method} needs a {needed} model")]
     WrongTask {

@@ -28,4 +28,4 @@ pub use config::{InferenceConfig, OptimizationLevel, Provider, TensorRtOptions, 
 pub use error::InferenceError;
 pub use model_dir::{ModelDir, ModelError, ModelMeta, Problem, Task, Thresholds, VariantKind};
 pub use runtime::{EXPECTED_ORT_VERSION, LibraryError};
-pub use scorer::{Scorer, SkippedProvider};
+pub use scorer::{Classified, Scorer, SkippedProvider, TensorRow};

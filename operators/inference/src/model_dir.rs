@@ -122,8 +122,9 @@ pub enum DType {
     F32,
 }
 
-/// Per-feature standardisation applied before the model: `(x - mean) / std`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Per-feature standardisation applied before the model: `(x - mean) / std`. Both lists empty
+/// (the default) means no standardisation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalization {
     /// Mean of each feature on the training data.
@@ -133,19 +134,44 @@ pub struct Normalization {
 }
 
 /// The model's input tensor.
+///
+/// Two kinds of input: a **feature vector** (`shape: [-1, N]`, `features` names the N columns,
+/// `normalization` standardises them) or an **image-like tensor** (`shape: [-1, C, H, W]` or any
+/// rank above 2 with fixed dimensions after the batch; `features` and `normalization` empty:
+/// the preprocessing node delivers model-ready values, see `docs/inference.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Tensor name in the ONNX graph.
     pub name: String,
-    /// Shape, `-1` for the batch dimension: `[-1, n_features]`.
+    /// Shape, `-1` for the batch dimension: `[-1, n_features]` or `[-1, C, H, W]`.
     pub shape: Vec<i64>,
     /// Element type.
     pub dtype: DType,
-    /// Feature names, in the order the model expects them.
+    /// Feature names, in the order the model expects them (empty for tensors of rank > 2).
+    #[serde(default)]
     pub features: Vec<String>,
-    /// Standardisation applied by the scorer before the model.
+    /// Standardisation applied by the scorer before the model (empty = none; required for
+    /// feature vectors).
+    #[serde(default)]
     pub normalization: Normalization,
+    /// Memory layout of tensor inputs (`nchw`, `nhwc` or `flat`), checked against each `Tensor`
+    /// message's `layout` (default none: not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+}
+
+impl InputSpec {
+    /// Values per row: the product of the dimensions after the batch dimension (0 when one of
+    /// them is not fixed).
+    #[must_use]
+    pub fn row_len(&self) -> usize {
+        self.shape
+            .iter()
+            .skip(1)
+            .map(|d| usize::try_from(*d).unwrap_or(0))
+            .product()
+    }
 }
 
 /// The model's output tensor.
@@ -287,6 +313,10 @@ pub struct ModelMeta {
     /// Class labels (classification only; empty for anomaly models).
     #[serde(default)]
     pub labels: Vec<String>,
+    /// The label of good parts (classification only; default: the first label). The score of
+    /// a classified item is `1 - P(good_label)`, the probability that it must be rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_label: Option<String>,
     /// Threshold calibration summary.
     #[serde(default)]
     pub calibration: Option<Calibration>,
@@ -296,6 +326,11 @@ pub struct ModelMeta {
     /// Training data summary.
     #[serde(default)]
     pub training: Option<TrainingSummary>,
+    /// Per-feature training distributions for drift detection (`drift:` section written by
+    /// `tools/python/forgeline_ml/drift_reference.py`); kept untyped here and parsed and
+    /// validated by `forgeline-drift` (`DriftReference`), which owns its format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<serde_yaml::Value>,
 }
 
 /// A validated model directory.
@@ -366,6 +401,16 @@ impl ModelDir {
         &self.meta.inputs[0]
     }
 
+    /// Index in `labels` of the good class (classification models): `good_label`, or 0.
+    #[must_use]
+    pub fn good_index(&self) -> usize {
+        self.meta
+            .good_label
+            .as_ref()
+            .and_then(|g| self.meta.labels.iter().position(|l| l == g))
+            .unwrap_or(0)
+    }
+
     /// The single output's spec (validated to exist).
     #[must_use]
     pub fn output(&self) -> &OutputSpec {
@@ -408,7 +453,30 @@ impl ModelMeta {
         if self.created.trim().is_empty() {
             bad("created", "is empty, expected an RFC 3339 time".into());
         }
-        if self.inputs.len() == 1 {
+        if self.inputs.len() == 1 && self.inputs[0].shape.len() > 2 {
+            let input = &self.inputs[0];
+            if input.shape.iter().skip(1).any(|d| *d <= 0) {
+                bad(
+                    "inputs[0].shape",
+                    format!(
+                        "is {:?}, expected fixed dimensions > 0 after the batch dimension",
+                        input.shape
+                    ),
+                );
+            }
+            if !input.features.is_empty() {
+                bad(
+                    "inputs[0].features",
+                    "must be empty for a tensor input of rank > 2".into(),
+                );
+            }
+            if !(input.normalization.mean.is_empty() && input.normalization.std.is_empty()) {
+                bad(
+                    "inputs[0].normalization",
+                    "must be empty for a tensor input of rank > 2 (normalise in the preprocessing node)".into(),
+                );
+            }
+        } else if self.inputs.len() == 1 {
             let input = &self.inputs[0];
             let n = input.features.len();
             if n == 0 {
@@ -427,7 +495,8 @@ impl ModelMeta {
                 );
             }
             let norm = &input.normalization;
-            if norm.mean.len() != n {
+            let none = norm.mean.is_empty() && norm.std.is_empty();
+            if norm.mean.len() != n && !none {
                 bad(
                     "inputs[0].normalization.mean",
                     format!(
@@ -436,7 +505,7 @@ impl ModelMeta {
                     ),
                 );
             }
-            if norm.std.len() != n {
+            if norm.std.len() != n && !none {
                 bad(
                     "inputs[0].normalization.std",
                     format!(
@@ -483,6 +552,14 @@ impl ModelMeta {
                 }
                 Task::Classification => {
                     let n = i64::try_from(self.labels.len()).unwrap_or(-1);
+                    if let Some(good) = &self.good_label
+                        && !self.labels.contains(good)
+                    {
+                        bad(
+                            "good_label",
+                            format!("{good:?} is not one of labels {:?}", self.labels),
+                        );
+                    }
                     if self.labels.len() < 2 {
                         bad(
                             "labels",
@@ -680,6 +757,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("treshold"), "{err}");
+    }
+
+    #[test]
+    fn tensor_inputs_have_fixed_dims_and_no_feature_names() {
+        let mut m = meta();
+        m.inputs[0].shape = vec![-1, 3, 8, 8];
+        m.inputs[0].features.clear();
+        m.inputs[0].normalization = Normalization::default();
+        assert!(m.problems().is_empty(), "{:?}", m.problems());
+        assert_eq!(m.inputs[0].row_len(), 192);
+        m.inputs[0].shape = vec![-1, 3, -1, 8];
+        m.inputs[0].features = vec!["x".into()];
+        let fields: Vec<String> = m.problems().into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["inputs[0].shape", "inputs[0].features"]);
+    }
+
+    #[test]
+    fn good_label_must_be_a_label() {
+        let mut m = meta();
+        m.task = Task::Classification;
+        m.labels = vec!["good".into(), "defect".into()];
+        m.outputs[0].shape = vec![-1, 2];
+        assert!(m.problems().is_empty(), "{:?}", m.problems());
+        m.good_label = Some("ok".into());
+        let problems = m.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "good_label");
     }
 
     #[test]

@@ -32,7 +32,16 @@ pub struct Scorer {
     feature_names: Vec<String>,
     mean: Vec<f32>,
     inv_std: Vec<f32>,
-    n_features: usize,
+    /// Values per input row (the feature count, or C*H*W for image tensors).
+    row_len: usize,
+    /// Input dimensions after the batch dimension, from model.yml.
+    input_dims: Vec<i64>,
+    /// Expected `Tensor::layout` (none: not checked).
+    layout: Option<String>,
+    /// Index of the good class in `labels` (classification).
+    good_index: usize,
+    /// `[rows, input_dims...]` of the next run (reused).
+    shape_buf: Vec<i64>,
     /// Values per output row: 1 for anomaly scores, the label count for classifiers.
     output_width: usize,
     variant: VariantKind,
@@ -44,6 +53,31 @@ pub struct Scorer {
     output_buf: Vec<f32>,
     warmup_runs_done: u32,
     runs: u64,
+    zero_copy_runs: u64,
+}
+
+/// One row of a `Tensor` message as read zero-copy from its Arrow batch
+/// (`forgeline_schemas::tensor::bytes` for `data`).
+#[derive(Debug, Clone, Copy)]
+pub struct TensorRow<'a> {
+    /// `Tensor::shape`: the model's dimensions after the batch, with or without a leading 1.
+    pub shape: &'a [i64],
+    /// `Tensor::dtype` (the models take `f32`).
+    pub dtype: &'a str,
+    /// `Tensor::layout` (`nchw`, `nhwc`, `flat`).
+    pub layout: &'a str,
+    /// Little-endian element bytes.
+    pub data: &'a [u8],
+}
+
+/// A classification model's verdict on one item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Classified {
+    /// Index of the most probable label.
+    pub class: usize,
+    /// `1 - P(good label)`: the probability that the item must be rejected (the `Score::score`
+    /// of a classified item).
+    pub reject_probability: f32,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -150,7 +184,7 @@ impl Scorer {
             &output.shape,
         )?;
 
-        let n_features = input.features.len();
+        let row_len = input.row_len();
         let output_width = match meta.task {
             Task::Anomaly => 1,
             Task::Classification => meta.labels.len(),
@@ -165,17 +199,22 @@ impl Scorer {
             feature_names: input.features.clone(),
             mean: input.normalization.mean.clone(),
             inv_std: input.normalization.std.iter().map(|s| 1.0 / s).collect(),
-            n_features,
+            row_len,
+            input_dims: input.shape[1..].to_vec(),
+            layout: input.layout.clone(),
+            good_index: model.good_index(),
+            shape_buf: Vec::with_capacity(input.shape.len()),
             output_width,
             variant,
             file,
             library,
             provider,
             skipped,
-            input_buf: Vec::with_capacity(n_features),
+            input_buf: Vec::with_capacity(row_len),
             output_buf: Vec::with_capacity(output_width),
             warmup_runs_done: 0,
             runs: 0,
+            zero_copy_runs: 0,
         };
         scorer.warm_up(config.warmup_runs)?;
         tracing::info!(model = %scorer.model_version, variant = %variant, provider = %provider,
@@ -206,16 +245,227 @@ impl Scorer {
     ) -> Result<(), InferenceError> {
         self.require(Task::Anomaly, "score_batch")?;
         out.clear();
-        if rows.is_empty() {
-            return Ok(());
-        }
+        out.extend_from_slice(self.infer_rows(rows)?);
+        Ok(())
+    }
+
+    /// Raw model outputs for several rows in one session run (normalisation applied): one value
+    /// per row for anomaly models, [`Scorer::output_width`] probabilities per row for classifiers.
+    /// The slice is valid until the next call.
+    ///
+    /// # Errors
+    /// Wrong value count or a non-finite value (the row index names the offending row), or a
+    /// runtime failure.
+    pub fn infer_rows(&mut self, rows: &[&[f32]]) -> Result<&[f32], InferenceError> {
         self.input_buf.clear();
+        self.output_buf.clear();
+        if rows.is_empty() {
+            return Ok(&self.output_buf);
+        }
         for (i, row) in rows.iter().enumerate() {
             self.push_row(i, row)?;
         }
         self.run_rows(rows.len())?;
-        out.extend_from_slice(&self.output_buf);
+        Ok(&self.output_buf)
+    }
+
+    /// Checks one tensor message row against the model's input: dtype `f32`, shape equal to the
+    /// model's dimensions after the batch (a leading 1 allowed), layout when model.yml names
+    /// one, and byte count.
+    ///
+    /// # Errors
+    /// [`InferenceError::TensorMismatch`] naming the field, the expected and the found value.
+    pub fn check_tensor(&self, row: usize, tensor: &TensorRow<'_>) -> Result<(), InferenceError> {
+        let mismatch =
+            |field: &'static str, expected: String, found: String| InferenceError::TensorMismatch {
+                model: self.model_version.clone(),
+                row,
+                field,
+                expected,
+                found,
+            };
+        if tensor.dtype != "f32" {
+            return Err(mismatch(
+                "dtype",
+                "\"f32\"".into(),
+                format!("{:?}", tensor.dtype),
+            ));
+        }
+        let dims = match tensor.shape.split_first() {
+            Some((1, rest)) if rest.len() == self.input_dims.len() => rest,
+            _ => tensor.shape,
+        };
+        if dims != self.input_dims.as_slice() {
+            return Err(mismatch(
+                "shape",
+                format!("{:?} (or with a leading 1)", self.input_dims),
+                format!("{:?}", tensor.shape),
+            ));
+        }
+        if let Some(layout) = &self.layout
+            && !tensor.layout.eq_ignore_ascii_case(layout)
+        {
+            return Err(mismatch(
+                "layout",
+                format!("{layout:?}"),
+                format!("{:?}", tensor.layout),
+            ));
+        }
+        let bytes = self.row_len * std::mem::size_of::<f32>();
+        if tensor.data.len() != bytes {
+            return Err(mismatch(
+                "data",
+                format!("{bytes} bytes ({} f32 values)", self.row_len),
+                format!("{} bytes", tensor.data.len()),
+            ));
+        }
         Ok(())
+    }
+
+    /// Raw model outputs for `rows` tensor rows laid out back to back in `data` (little-endian
+    /// f32, e.g. the values buffer of a `Tensor` batch's `data` column, rows checked with
+    /// [`Scorer::check_tensor`]). When the model has no normalisation and `data` is aligned for
+    /// f32 (always so for Arrow buffers of f32 rows), ONNX Runtime reads `data` in place (no
+    /// copy); otherwise the values are decoded into a reused buffer.
+    ///
+    /// # Errors
+    /// [`InferenceError::TensorMismatch`] for a wrong byte count, [`InferenceError::NonFinite`]
+    /// for a NaN or infinite value, or a runtime failure.
+    pub fn infer_tensors(&mut self, rows: usize, data: &[u8]) -> Result<&[f32], InferenceError> {
+        let row_bytes = self.row_len * std::mem::size_of::<f32>();
+        if data.len() != rows * row_bytes {
+            return Err(InferenceError::TensorMismatch {
+                model: self.model_version.clone(),
+                row: 0,
+                field: "data",
+                expected: format!("{} bytes for {rows} row(s)", rows * row_bytes),
+                found: format!("{} bytes", data.len()),
+            });
+        }
+        self.output_buf.clear();
+        if rows == 0 {
+            return Ok(&self.output_buf);
+        }
+        let in_place = if self.mean.is_empty() && cfg!(target_endian = "little") {
+            bytemuck::try_cast_slice::<u8, f32>(data).ok()
+        } else {
+            None
+        };
+        if let Some(values) = in_place {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(self.non_finite(i / self.row_len, i % self.row_len, values[i]));
+            }
+            self.zero_copy_runs += 1;
+            return self.run_view(rows, values);
+        }
+        self.input_buf.clear();
+        self.input_buf.reserve(rows * self.row_len);
+        for (i, chunk) in data.chunks_exact(4).enumerate() {
+            let x = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            if !x.is_finite() {
+                return Err(self.non_finite(i / self.row_len, i % self.row_len, x));
+            }
+            let j = i % self.row_len;
+            self.input_buf.push(if self.mean.is_empty() {
+                x
+            } else {
+                (x - self.mean[j]) * self.inv_std[j]
+            });
+        }
+        self.run_rows(rows)?;
+        Ok(&self.output_buf)
+    }
+
+    /// The floor of every benchmark: one bare `session.run` on `rows` prebuilt, already
+    /// normalised rows (`[rows, input_dims...]`, read in place), returning the first output
+    /// value read straight from ONNX Runtime's output tensor (no copy, no checks, no counters).
+    ///
+    /// # Errors
+    /// A runtime failure.
+    pub fn run_prebuilt(&mut self, rows: usize, data: &[f32]) -> Result<f32, InferenceError> {
+        self.shape_buf.clear();
+        self.shape_buf.push(i64::try_from(rows).unwrap_or(i64::MAX));
+        self.shape_buf.extend_from_slice(&self.input_dims);
+        let result = (|| -> Result<f32, ort::Error> {
+            let input = TensorRef::from_array_view((self.shape_buf.as_slice(), data))?;
+            let outputs = self.session.run(ort::inputs![input])?;
+            let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+            Ok(values.first().copied().unwrap_or(f32::NAN))
+        })();
+        result.map_err(|e| InferenceError::Run {
+            model: self.model_version.clone(),
+            provider: self.provider.as_str().to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Standardises `values` (a multiple of the row length) as the scorer does before a run;
+    /// identity for models without normalisation. For building benchmark inputs.
+    #[must_use]
+    pub fn normalised(&self, values: &[f32]) -> Vec<f32> {
+        if self.mean.is_empty() || self.row_len == 0 {
+            return values.to_vec();
+        }
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let j = i % self.row_len;
+                (x - self.mean[j]) * self.inv_std[j]
+            })
+            .collect()
+    }
+
+    /// The verdict of a classifier on one row of outputs (the label probabilities).
+    #[must_use]
+    pub fn classified(&self, probabilities: &[f32]) -> Classified {
+        let class = probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        let good = probabilities.get(self.good_index).copied().unwrap_or(0.0);
+        Classified {
+            class,
+            reject_probability: 1.0 - good,
+        }
+    }
+
+    /// The outputs of the last run (as returned by [`Scorer::infer_rows`] or
+    /// [`Scorer::infer_tensors`]).
+    #[must_use]
+    pub fn last_outputs(&self) -> &[f32] {
+        &self.output_buf
+    }
+
+    /// What the model computes.
+    #[must_use]
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// Output values per row: 1 for anomaly models, the label count for classifiers.
+    #[must_use]
+    pub fn output_width(&self) -> usize {
+        self.output_width
+    }
+
+    /// Values per input row (feature count, or the product of a tensor's dimensions).
+    #[must_use]
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+
+    /// The model input's dimensions after the batch dimension.
+    #[must_use]
+    pub fn input_dims(&self) -> &[i64] {
+        &self.input_dims
+    }
+
+    /// Runs in which ONNX Runtime read a tensor message's bytes in place (no copy).
+    #[must_use]
+    pub fn zero_copy_runs(&self) -> u64 {
+        self.zero_copy_runs
     }
 
     /// Class index and per-label probabilities of one input (classification models).
@@ -306,7 +556,7 @@ impl Scorer {
         // A row at the training mean: zeros after normalisation.
         for _ in 0..runs {
             self.input_buf.clear();
-            self.input_buf.resize(self.n_features, 0.0);
+            self.input_buf.resize(self.row_len, 0.0);
             self.run_rows(1).map_err(|e| InferenceError::Session {
                 file: self.file.clone(),
                 stage: "warm up",
@@ -335,50 +585,70 @@ impl Scorer {
 
     /// Append one normalised row to the input buffer.
     fn push_row(&mut self, row: usize, values: &[f32]) -> Result<(), InferenceError> {
-        if values.len() != self.n_features {
+        if values.len() != self.row_len {
             return Err(InferenceError::InputLength {
                 row,
                 found: values.len(),
-                expected: self.n_features,
+                expected: self.row_len,
                 model: self.model_version.clone(),
                 feature_set: self.feature_set.clone(),
             });
         }
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(InferenceError::NonFinite {
-                row,
-                feature: self.feature_names[index].clone(),
-                index,
-                value: values[index],
-            });
+            return Err(self.non_finite(row, index, values[index]));
         }
-        self.input_buf.extend(
-            values
-                .iter()
-                .zip(self.mean.iter().zip(&self.inv_std))
-                .map(|(x, (m, s))| (x - m) * s),
-        );
+        if self.mean.is_empty() {
+            self.input_buf.extend_from_slice(values);
+        } else {
+            self.input_buf.extend(
+                values
+                    .iter()
+                    .zip(self.mean.iter().zip(&self.inv_std))
+                    .map(|(x, (m, s))| (x - m) * s),
+            );
+        }
         Ok(())
+    }
+
+    fn non_finite(&self, row: usize, index: usize, value: f32) -> InferenceError {
+        InferenceError::NonFinite {
+            row,
+            feature: self
+                .feature_names
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| format!("element {index}")),
+            index,
+            value,
+        }
     }
 
     /// Run the session on the first `rows` rows of the input buffer into the output buffer.
     fn run_rows(&mut self, rows: usize) -> Result<(), InferenceError> {
-        let run_err = |reason: String| InferenceError::Run {
+        let data = std::mem::take(&mut self.input_buf);
+        let result = self.run_view(rows, &data).map(|_| ());
+        self.input_buf = data;
+        result
+    }
+
+    /// Run the session on `rows` rows of `data` (read in place) into the output buffer.
+    fn run_view(&mut self, rows: usize, data: &[f32]) -> Result<&[f32], InferenceError> {
+        self.shape_buf.clear();
+        self.shape_buf.push(i64::try_from(rows).unwrap_or(i64::MAX));
+        self.shape_buf.extend_from_slice(&self.input_dims);
+        let expected = rows * self.output_width;
+        let result = run_session(
+            &mut self.session,
+            &self.shape_buf,
+            data,
+            &mut self.output_buf,
+        );
+        self.runs += 1;
+        let found = result.map_err(|e| InferenceError::Run {
             model: self.model_version.clone(),
             provider: self.provider.as_str().to_owned(),
-            reason,
-        };
-        let expected = rows * self.output_width;
-        let result = (|| -> Result<usize, ort::Error> {
-            let input = TensorRef::from_array_view(([rows, self.n_features], &self.input_buf[..]))?;
-            let outputs = self.session.run(ort::inputs![input])?;
-            let (_, data) = outputs[0].try_extract_tensor::<f32>()?;
-            self.output_buf.clear();
-            self.output_buf.extend_from_slice(data);
-            Ok(data.len())
-        })();
-        self.runs += 1;
-        let found = result.map_err(|e| run_err(e.to_string()))?;
+            reason: e.to_string(),
+        })?;
         if found != expected {
             return Err(InferenceError::OutputSize {
                 model: self.model_version.clone(),
@@ -388,8 +658,23 @@ impl Scorer {
                 rows,
             });
         }
-        Ok(())
+        Ok(&self.output_buf)
     }
+}
+
+/// One `session.run` on a view of `data` shaped `shape`; the single output is copied into `out`.
+fn run_session(
+    session: &mut Session,
+    shape: &[i64],
+    data: &[f32],
+    out: &mut Vec<f32>,
+) -> Result<usize, ort::Error> {
+    let input = TensorRef::from_array_view((shape, data))?;
+    let outputs = session.run(ort::inputs![input])?;
+    let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+    out.clear();
+    out.extend_from_slice(values);
+    Ok(values.len())
 }
 
 fn graph_level(level: OptimizationLevel) -> GraphOptimizationLevel {

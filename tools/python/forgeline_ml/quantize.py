@@ -118,3 +118,68 @@ def run_onnx(path: Path, input_name: str, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {input_name: x.astype(np.float32)})
     return np.asarray(out, dtype=np.float64)
+
+
+class QuantizationRefused(Exception):
+    """INT8 lost more accuracy than allowed and the caller did not ask to keep the float model."""
+
+    exit_code = 3
+
+
+def gate_int8(
+    fp32_metric: float,
+    int8_metric: float,
+    max_drop_points: float = 1.5,
+    keep_float: bool = False,
+    metric_name: str = "accuracy",
+) -> bool:
+    """Decide whether the INT8 model may ship. Returns True when its drop (points of
+    ``metric_name``) is within ``max_drop_points``; False when it is not but ``keep_float`` asks
+    to ship the FP32/FP16 model instead; raises :class:`QuantizationRefused` otherwise, with a
+    message that says what to do. Shared by every trainer (press, optical)."""
+    drop = fp32_metric - int8_metric
+    if drop <= max_drop_points:
+        return True
+    if keep_float:
+        logging.warning(
+            "INT8 %s dropped %.2f points (limit %.2f): shipping the float model only", metric_name, drop, max_drop_points
+        )
+        return False
+    raise QuantizationRefused(
+        f"INT8 {metric_name} dropped {drop:.2f} points (fp32 {fp32_metric:.2f}%, int8 {int8_metric:.2f}%), "
+        f"more than the limit of {max_drop_points} points. Try per-channel scales, more calibration data, or "
+        "quantization-aware training; or pass --keep-fp32 to ship the float model only."
+    )
+
+
+def int8_check(
+    metric_name: str,
+    fp32_metric: float,
+    int8_metric: float,
+    max_drop_points: float,
+    accepted: bool,
+    fp32_path: Path,
+    int8_path_or_size: Path | int,
+    calibration_rows: int,
+    per_channel: bool,
+    decision_agreement_pct: float,
+    score_correlation: float,
+) -> dict:
+    """The ``int8_check`` block of model.yml (format 1): metric change and size reduction."""
+    fp32_size = fp32_path.stat().st_size
+    int8_size = int8_path_or_size if isinstance(int8_path_or_size, int) else int8_path_or_size.stat().st_size
+    return {
+        "metric": metric_name,
+        "fp32": float(fp32_metric),
+        "int8": float(int8_metric),
+        "drop_points": float(fp32_metric - int8_metric),
+        "max_drop_points": float(max_drop_points),
+        "accepted": bool(accepted),
+        "decision_agreement_pct": float(decision_agreement_pct),
+        "score_correlation": float(score_correlation),
+        "fp32_size": int(fp32_size),
+        "int8_size": int(int8_size),
+        "size_ratio": fp32_size / int8_size,
+        "calibration_rows": int(calibration_rows),
+        "per_channel": bool(per_channel),
+    }

@@ -26,8 +26,9 @@ import onnx
 
 from .autoencoder import INPUT_NAME, OUTPUT_NAME, score_node_names, to_onnx, train_autoencoder
 from .data import FeatureFileError, inject_anomalies, read_features_csv
+from .drift_reference import drift_reference
 from .model_dir import created_timestamp, variant_entry, write_model_yml
-from .quantize import calibration_rows, quantize_int8, run_onnx
+from .quantize import QuantizationRefused, calibration_rows, gate_int8, int8_check, quantize_int8, run_onnx
 
 FP32_FILE = "model.fp32.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -125,7 +126,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--critical-margin", type=float, default=2.0, help="critical = max normal score x this (default 2.0)")
     p.add_argument("--max-int8-drop", type=float, default=1.5, help="largest accepted INT8 metric drop, points (1.5)")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight scales for INT8")
-    p.add_argument("--allow-fp32-fallback", action="store_true", help="ship FP32 only when INT8 loses too much")
+    p.add_argument(
+        "--keep-fp32",
+        "--allow-fp32-fallback",
+        dest="allow_fp32_fallback",
+        action="store_true",
+        help="ship FP32 only when INT8 loses too much (default: fail)",
+    )
     p.add_argument("--created", default=None, help="creation time to record (default SOURCE_DATE_EPOCH or now)")
     p.add_argument("--quiet", action="store_true", help="print only the final summary line")
     return p.parse_args(argv)
@@ -191,19 +198,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         metric[variant] = detection_metric(
             scores[variant]["validation"], scores[variant]["faulty"], own_thresholds[variant]["warning"]
         )
-    drop = metric["fp32"] - metric["int8"]
-    size_fp32 = (out / FP32_FILE).stat().st_size
     size_int8 = (out / INT8_FILE).stat().st_size
 
-    int8_ok = drop <= args.max_int8_drop
-    if not int8_ok and not args.allow_fp32_fallback:
-        (out / INT8_FILE).unlink(missing_ok=True)
-        raise TrainError(
-            f"INT8 detection accuracy dropped {drop:.2f} points (fp32 {metric['fp32']:.2f}%, int8 {metric['int8']:.2f}%), "
-            f"more than --max-int8-drop {args.max_int8_drop}. Try --per-channel, more calibration data, or "
-            "quantization-aware training; or pass --allow-fp32-fallback to ship the FP32 model only.",
-            exit_code=3,
+    try:
+        int8_ok = gate_int8(
+            metric["fp32"], metric["int8"], args.max_int8_drop, args.allow_fp32_fallback, "detection balanced accuracy"
         )
+    except QuantizationRefused as err:
+        (out / INT8_FILE).unlink(missing_ok=True)
+        raise TrainError(f"{err} (limit set by --max-int8-drop)", exit_code=err.exit_code) from err
     default_variant = "int8" if int8_ok else "fp32"
     if not int8_ok:
         (out / INT8_FILE).unlink(missing_ok=True)
@@ -252,21 +255,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "quantiles": quantiles(cal_scores),
             "validation_false_reject_pct": false_rejects,
         },
-        "int8_check": {
-            "metric": "balanced_accuracy_pct",
-            "fp32": metric["fp32"],
-            "int8": metric["int8"],
-            "drop_points": drop,
-            "max_drop_points": args.max_int8_drop,
-            "accepted": bool(int8_ok),
-            "decision_agreement_pct": agreement,
-            "score_correlation": correlation,
-            "fp32_size": size_fp32,
-            "int8_size": size_int8,
-            "size_ratio": size_fp32 / size_int8,
-            "calibration_rows": int(len(cal_rows)),
-            "per_channel": bool(args.per_channel),
-        },
+        "int8_check": int8_check(
+            "balanced_accuracy_pct",
+            metric["fp32"],
+            metric["int8"],
+            args.max_int8_drop,
+            int8_ok,
+            out / FP32_FILE,
+            size_int8,
+            len(cal_rows),
+            args.per_channel,
+            agreement,
+            correlation,
+        ),
         "training": {
             "source": Path(args.features).name,
             "rows": int(n),
@@ -285,6 +286,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "onnx_vs_numpy_max_abs": onnx_vs_numpy,
         },
     }
+    meta["drift"] = drift_reference(table.names, table.values)  # every normal stroke: drift detection's reference
     write_model_yml(out, meta)
     return meta
 
