@@ -119,7 +119,7 @@ impl Stage for PlcOutput {
     fn new(config: Config, ctx: &InitContext) -> eyre::Result<Self> {
         let fail_safe = config.0.fail_safe.clone();
         let tracker = DeadlineTracker::new(fail_safe.max_pending);
-        tracing::info!(plc = %config.0.link.address, deadline_ms = fail_safe.deadline_ms, "PLC output ready");
+        tracing::info!(plc = %config.0.link.target(), deadline_ms = fail_safe.deadline_ms, "PLC output ready");
         let worker = PlcWorker::spawn(config.0).map_err(|e| eyre::eyre!("{e}"))?;
         Ok(Self {
             worker,
@@ -172,12 +172,27 @@ impl Stage for PlcOutput {
 
     fn on_stop(&mut self, now_ns: u64, out: &mut Outbox) -> Result<(), StageError> {
         self.housekeeping(now_ns, out);
-        let s = self.worker.stats().snapshot();
+        // Stop the worker first (a last flush), so the accounting below is final.
+        let s = self.worker.stop();
         tracing::info!(
             ?s,
             late = self.late,
             fail_safes = self.fail_safes,
             "PLC output stopped"
+        );
+        // Parsed by tests (`tests/tests/plc_restart.rs`): keep the format stable.
+        tracing::info!(
+            "PLC accounting: submitted={} written={} superseded={} dropped={} failed={} backlog={} \
+             reconnects={} heartbeats={} connect_failures={}",
+            s.submitted,
+            s.written,
+            s.superseded,
+            s.dropped,
+            s.failed,
+            s.backlog,
+            s.reconnects,
+            s.heartbeats,
+            s.connect_failures
         );
         if let Some(summary) = self.latency.summary() {
             // Parsed by `forgeline bench-line`: keep the prefix stable.

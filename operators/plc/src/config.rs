@@ -186,15 +186,105 @@ impl RegisterMap {
     }
 }
 
-/// Connection to the PLC.
+/// Which protocol the link speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// Modbus TCP (`link.address`, the `registers` map). No authentication, no encryption.
+    #[default]
+    Modbus,
+    /// OPC UA binary (`link.endpoint`, the `link.nodes` node ids), with optional signing,
+    /// encryption and user authentication.
+    Opcua,
+}
+
+/// OPC UA security policy of the secure channel (the names of OPC UA Part 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SecurityPolicy {
+    /// No signing, no encryption (`security_mode` must be `None`).
+    #[default]
+    None,
+    /// Deprecated by the OPC Foundation; only for old PLCs.
+    Basic128Rsa15,
+    /// Deprecated by the OPC Foundation; only for old PLCs.
+    Basic256,
+    /// RSA 2048+, SHA-256: the common choice on current PLCs.
+    Basic256Sha256,
+    /// RSA-OAEP with SHA-256, AES-128.
+    #[serde(rename = "Aes128_Sha256_RsaOaep", alias = "Aes128Sha256RsaOaep")]
+    Aes128Sha256RsaOaep,
+    /// RSA-PSS with SHA-256, AES-256.
+    #[serde(rename = "Aes256_Sha256_RsaPss", alias = "Aes256Sha256RsaPss")]
+    Aes256Sha256RsaPss,
+}
+
+/// OPC UA message security mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SecurityMode {
+    /// Messages are neither signed nor encrypted (only with policy `None`).
+    #[default]
+    None,
+    /// Messages are signed (integrity, authenticity), not encrypted.
+    Sign,
+    /// Messages are signed and encrypted.
+    SignAndEncrypt,
+}
+
+/// OPC UA node ids (e.g. `ns=2;s=Press.Reject`) the signals are written to; `null` (the
+/// default) leaves a signal out. The variable's data type must be the one listed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpcUaNodes {
+    /// `Boolean`: true when the verdict is in `registers.reject_on`.
+    pub reject: Option<String>,
+    /// `UInt16`: verdict code (0 `no_decision`, 1 `ok`, 2 `reject`, 3 `sensor_fault`).
+    pub verdict: Option<String>,
+    /// `UInt16`: severity code (0 `none`, 1 `warning`, 2 `critical`).
+    pub severity: Option<String>,
+    /// `Float`: the anomaly score (NaN for fail-safe verdicts).
+    pub score: Option<String>,
+    /// `UInt64`: the item's sequence number (stroke, frame). Written last in each request.
+    pub seq: Option<String>,
+    /// `String`: the model version (e.g. `press-anomaly@1.2.0`).
+    pub model_version: Option<String>,
+    /// `UInt16`: counter written every `registers.heartbeat_period_ms` (wraps).
+    pub heartbeat: Option<String>,
+    /// `Boolean`: true while a fail-safe verdict is applied.
+    pub fail_safe: Option<String>,
+}
+
+impl OpcUaNodes {
+    /// The configured signals: `(config key, node id)`, in write order (seq last, heartbeat
+    /// apart).
+    pub fn configured(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("reject", &self.reject),
+            ("verdict", &self.verdict),
+            ("severity", &self.severity),
+            ("score", &self.score),
+            ("model_version", &self.model_version),
+            ("fail_safe", &self.fail_safe),
+            ("seq", &self.seq),
+            ("heartbeat", &self.heartbeat),
+        ]
+        .into_iter()
+        .filter_map(|(name, id)| id.as_deref().map(|id| (name, id)))
+        .collect()
+    }
+}
+
+/// Connection to the PLC: Modbus TCP (default) or OPC UA (`kind: opcua`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinkConfig {
-    /// `host:port` of the PLC's Modbus TCP server. Default `127.0.0.1:502`.
+    /// `modbus` or `opcua`. Default `modbus`.
+    pub kind: LinkKind,
+    /// Modbus: `host:port` of the PLC's Modbus TCP server. Default `127.0.0.1:502`.
     pub address: String,
-    /// Timeout of one connection attempt, ms. Default `1000`.
+    /// Timeout of one connection attempt (OPC UA: endpoint discovery + session), ms.
+    /// Default `1000`.
     pub connect_timeout_ms: u64,
-    /// Timeout of one Modbus request, ms. Default `500`.
+    /// Timeout of one request, ms. Default `500`.
     pub request_timeout_ms: u64,
     /// First reconnect delay, ms; doubles after each failed attempt. Default `100`.
     pub backoff_initial_ms: u64,
@@ -202,32 +292,73 @@ pub struct LinkConfig {
     pub backoff_max_ms: u64,
     /// Read every write back and compare (write-and-verify). Default `false`.
     pub verify_writes: bool,
+    /// OPC UA: endpoint URL, `opc.tcp://host:port[/path]`. Required with `kind: opcua`.
+    pub endpoint: Option<String>,
+    /// OPC UA: security policy. Default `None`.
+    pub security_policy: SecurityPolicy,
+    /// OPC UA: message security mode. Default `None`; `Sign` or `SignAndEncrypt` with any
+    /// policy but `None`.
+    pub security_mode: SecurityMode,
+    /// OPC UA: PKI directory (own certificate, `trusted/` and `rejected/` server certificates).
+    /// Default: a fresh directory under the system temp dir (nothing persists).
+    pub pki_dir: Option<String>,
+    /// OPC UA: client application instance certificate (DER or PEM). Default: none; with a
+    /// security policy other than `None` and no certificate, a self-signed one is generated
+    /// in `pki_dir`.
+    pub certificate: Option<String>,
+    /// OPC UA: the certificate's private key (PEM). Set with `certificate`.
+    pub private_key: Option<String>,
+    /// OPC UA: the server's certificate to trust (copied into `pki_dir/trusted/`).
+    /// Default: none.
+    pub server_certificate: Option<String>,
+    /// OPC UA: trust any server certificate (commissioning and tests only). Default `false`.
+    pub trust_server_cert: bool,
+    /// OPC UA: user name for a user-name identity token. Default: anonymous.
+    pub username: Option<String>,
+    /// OPC UA: password for `username`. Default: none.
+    pub password: Option<String>,
+    /// OPC UA: node id of each signal.
+    pub nodes: OpcUaNodes,
 }
 
 impl Default for LinkConfig {
     fn default() -> Self {
         Self {
+            kind: LinkKind::Modbus,
             address: "127.0.0.1:502".into(),
             connect_timeout_ms: 1000,
             request_timeout_ms: 500,
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
             verify_writes: false,
+            endpoint: None,
+            security_policy: SecurityPolicy::None,
+            security_mode: SecurityMode::None,
+            pki_dir: None,
+            certificate: None,
+            private_key: None,
+            server_certificate: None,
+            trust_server_cert: false,
+            username: None,
+            password: None,
+            nodes: OpcUaNodes::default(),
         }
     }
 }
 
 impl LinkConfig {
+    /// Where the link connects: `address` (Modbus) or `endpoint` (OPC UA), for logs.
+    pub fn target(&self) -> &str {
+        match self.kind {
+            LinkKind::Modbus => &self.address,
+            LinkKind::Opcua => self.endpoint.as_deref().unwrap_or("<no endpoint>"),
+        }
+    }
+
     fn check(&self, problems: &mut Vec<ConfigProblem>) {
-        let port_ok = self.address.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-        });
-        if !port_ok {
-            problems.push(ConfigProblem::new(
-                "link.address",
-                &self.address,
-                "`host:port`, e.g. `plc-sim:5020`",
-            ));
+        match self.kind {
+            LinkKind::Modbus => self.check_modbus(problems),
+            LinkKind::Opcua => self.check_opcua(problems),
         }
         for (name, value) in [
             ("link.connect_timeout_ms", self.connect_timeout_ms),
@@ -244,6 +375,162 @@ impl LinkConfig {
                 self.backoff_max_ms,
                 format!(">= `link.backoff_initial_ms` ({})", self.backoff_initial_ms),
             ));
+        }
+    }
+
+    fn check_modbus(&self, problems: &mut Vec<ConfigProblem>) {
+        let port_ok = self.address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            problems.push(ConfigProblem::new(
+                "link.address",
+                &self.address,
+                "`host:port`, e.g. `plc-sim:5020`",
+            ));
+        }
+        // OPC UA keys on a Modbus link are a mistake (probably a missing `kind: opcua`).
+        let opcua_keys = [
+            ("link.endpoint", self.endpoint.is_some()),
+            (
+                "link.security_policy",
+                self.security_policy != SecurityPolicy::None,
+            ),
+            (
+                "link.security_mode",
+                self.security_mode != SecurityMode::None,
+            ),
+            ("link.pki_dir", self.pki_dir.is_some()),
+            ("link.certificate", self.certificate.is_some()),
+            ("link.private_key", self.private_key.is_some()),
+            ("link.server_certificate", self.server_certificate.is_some()),
+            ("link.trust_server_cert", self.trust_server_cert),
+            ("link.username", self.username.is_some()),
+            ("link.password", self.password.is_some()),
+            ("link.nodes", self.nodes != OpcUaNodes::default()),
+        ];
+        for (name, set) in opcua_keys {
+            if set {
+                problems.push(ConfigProblem::new(
+                    name,
+                    "set",
+                    "only with `link.kind: opcua` (this link is Modbus TCP)",
+                ));
+            }
+        }
+    }
+
+    fn check_opcua(&self, problems: &mut Vec<ConfigProblem>) {
+        if self.address != LinkConfig::default().address {
+            problems.push(ConfigProblem::new(
+                "link.address",
+                &self.address,
+                "no `address` with `kind: opcua` (use `link.endpoint`)",
+            ));
+        }
+        match self.endpoint.as_deref() {
+            None => problems.push(ConfigProblem::new(
+                "link.endpoint",
+                "(missing)",
+                "an endpoint URL `opc.tcp://host:port`, required with `kind: opcua`",
+            )),
+            Some(endpoint) => {
+                let port_ok = endpoint
+                    .strip_prefix("opc.tcp://")
+                    .map(|rest| rest.split('/').next().unwrap_or(""))
+                    .and_then(|authority| authority.rsplit_once(':'))
+                    .is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    });
+                if !port_ok {
+                    problems.push(ConfigProblem::new(
+                        "link.endpoint",
+                        endpoint,
+                        "`opc.tcp://host:port[/path]`, e.g. `opc.tcp://192.168.0.10:4840`",
+                    ));
+                }
+            }
+        }
+        let policy_none = self.security_policy == SecurityPolicy::None;
+        let mode_none = self.security_mode == SecurityMode::None;
+        if policy_none != mode_none {
+            problems.push(ConfigProblem::new(
+                "link.security_mode",
+                format!("{:?}", self.security_mode),
+                if policy_none {
+                    "`None` with `security_policy: None` (or choose a policy such as `Basic256Sha256`)"
+                } else {
+                    "`Sign` or `SignAndEncrypt` with a security policy other than `None`"
+                },
+            ));
+        }
+        if self.certificate.is_some() != self.private_key.is_some() {
+            let (field, other) = if self.certificate.is_some() {
+                ("link.private_key", "link.certificate")
+            } else {
+                ("link.certificate", "link.private_key")
+            };
+            problems.push(ConfigProblem::new(
+                field,
+                "(missing)",
+                format!("set together with `{other}`"),
+            ));
+        }
+        for (name, path) in [
+            ("link.certificate", &self.certificate),
+            ("link.private_key", &self.private_key),
+            ("link.server_certificate", &self.server_certificate),
+        ] {
+            if let Some(path) = path
+                && !std::path::Path::new(path).is_file()
+            {
+                problems.push(ConfigProblem::new(
+                    name,
+                    path,
+                    "a readable file (path relative to the node's working directory)",
+                ));
+            }
+        }
+        if self.username.is_some() != self.password.is_some() {
+            let field = if self.username.is_some() {
+                "link.password"
+            } else {
+                "link.username"
+            };
+            problems.push(ConfigProblem::new(
+                field,
+                "(missing)",
+                "`username` and `password` set together (or neither, for anonymous)",
+            ));
+        }
+        let configured = self.nodes.configured();
+        if configured.is_empty() {
+            problems.push(ConfigProblem::new(
+                "link.nodes",
+                "{}",
+                "at least one node id (`reject`, `verdict`, `severity`, `score`, `seq`, \
+                 `model_version`, `heartbeat`, `fail_safe`)",
+            ));
+        }
+        for (name, id) in configured {
+            if let Err(reason) = crate::opcua::parse_node_id(id) {
+                problems.push(ConfigProblem::new(
+                    format!("link.nodes.{name}"),
+                    id,
+                    format!("an OPC UA node id such as `ns=2;s=Press.Reject` ({reason})"),
+                ));
+            }
+        }
+        for (i, (a_name, a)) in self.nodes.configured().iter().enumerate() {
+            for (b_name, b) in &self.nodes.configured()[i + 1..] {
+                if a == b {
+                    problems.push(ConfigProblem::new(
+                        format!("link.nodes.{b_name}"),
+                        b,
+                        format!("a node other than `link.nodes.{a_name}`"),
+                    ));
+                }
+            }
         }
     }
 }
@@ -402,6 +689,26 @@ impl PlcConfig {
             problems.push(ConfigProblem::new("worker.capacity", 0, "at least 1"));
         }
         self.fail_safe.check(&mut problems);
+        if self.link.kind == LinkKind::Opcua
+            && self.link.nodes.heartbeat.is_some()
+            && self.registers.heartbeat_period_ms == 0
+        {
+            problems.push(ConfigProblem::new(
+                "registers.heartbeat_period_ms",
+                0,
+                "a period > 0 ms when `link.nodes.heartbeat` is set",
+            ));
+        }
+        if self.link.kind == LinkKind::Opcua
+            && self.link.nodes.reject.is_some()
+            && self.registers.reject_on.contains(&Verdict::Ok)
+        {
+            problems.push(ConfigProblem::new(
+                "registers.reject_on",
+                "ok",
+                "verdicts other than `ok`: an ok part must never set the reject signal",
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -565,6 +872,53 @@ fail_safe: { verdict: ok, reason: 'late', max_pending: 0 }
                 .contains("registers.score_registers"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn opcua_link_parses_and_every_problem_names_its_field() {
+        let yaml = "
+link:
+  kind: opcua
+  endpoint: opc.tcp://10.0.0.5:4840
+  security_policy: Basic256Sha256
+  security_mode: SignAndEncrypt
+  trust_server_cert: true
+  username: line1
+  password: secret
+  nodes: { reject: 'ns=2;s=Press.Reject', seq: 'ns=2;s=Press.Seq' }
+";
+        let config = PlcConfig::from_yaml(yaml, "test").unwrap();
+        assert_eq!(config.link.kind, LinkKind::Opcua);
+        assert_eq!(config.link.security_mode, SecurityMode::SignAndEncrypt);
+        assert_eq!(config.link.target(), "opc.tcp://10.0.0.5:4840");
+        let bad = "
+link:
+  kind: opcua
+  endpoint: http://10.0.0.5
+  security_policy: Basic256Sha256
+  certificate: /nonexistent/cert.der
+  username: line1
+  nodes: { reject: 'Press.Reject', seq: 'ns=2;s=A', verdict: 'ns=2;s=A' }
+";
+        let err = PlcConfig::from_yaml(bad, "test").unwrap_err();
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "link.endpoint",
+                "link.security_mode",
+                "link.private_key",
+                "link.certificate",
+                "link.password",
+                "link.nodes.reject",
+                "link.nodes.seq",
+            ],
+            "{err}"
+        );
+        // OPC UA keys on a Modbus link are named too.
+        let err = PlcConfig::from_yaml("link: { endpoint: 'opc.tcp://a:1' }", "test").unwrap_err();
+        assert_eq!(err.problems[0].field, "link.endpoint", "{err}");
+        assert!(err.problems[0].expected.contains("kind: opcua"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct DeadlineCounts {
     pub expired: u64,
     /// Items evicted because the tracker was full.
     pub evicted: u64,
+    /// Registrations ignored because the item's decision had already come (as `Unknown`):
+    /// the acquisition message arrived after its own decision, so it must not start a
+    /// deadline (that would fail-safe an item that was decided).
+    pub decided_before_registered: u64,
 }
 
 #[derive(Debug)]
@@ -65,6 +69,9 @@ pub struct DeadlineTracker {
     /// Keys expired or evicted lately, with their deadline, oldest first.
     recently_expired: VecDeque<(Correlation, u64)>,
     recently_expired_set: HashSet<Correlation>,
+    /// Keys decided while not registered (bounded like `recently_expired`).
+    decided_unregistered: VecDeque<Correlation>,
+    decided_unregistered_set: HashSet<Correlation>,
     next_order: u64,
     counts: DeadlineCounts,
 }
@@ -79,6 +86,8 @@ impl DeadlineTracker {
             by_deadline: BTreeMap::new(),
             recently_expired: VecDeque::with_capacity(capacity),
             recently_expired_set: HashSet::with_capacity(capacity),
+            decided_unregistered: VecDeque::with_capacity(capacity),
+            decided_unregistered_set: HashSet::with_capacity(capacity),
             next_order: 0,
             counts: DeadlineCounts::default(),
         }
@@ -95,6 +104,12 @@ impl DeadlineTracker {
             existing.deadline_ns = deadline_ns;
             self.by_deadline.remove(&old);
             self.by_deadline.insert((deadline_ns, old.1), key);
+            return None;
+        }
+        if self.decided_unregistered_set.remove(&key) {
+            // Its decision came first (and was applied): nothing to wait for.
+            self.decided_unregistered.retain(|k| k != &key);
+            self.counts.decided_before_registered += 1;
             return None;
         }
         self.counts.registered += 1;
@@ -158,6 +173,15 @@ impl DeadlineTracker {
             };
         }
         self.counts.unknown += 1;
+        if !self.pending.contains_key(key) && !self.decided_unregistered_set.contains(key) {
+            if self.decided_unregistered.len() >= self.capacity
+                && let Some(oldest) = self.decided_unregistered.pop_front()
+            {
+                self.decided_unregistered_set.remove(&oldest);
+            }
+            self.decided_unregistered_set.insert(key.clone());
+            self.decided_unregistered.push_back(key.clone());
+        }
         DeadlineOutcome::Unknown
     }
 
@@ -216,6 +240,25 @@ impl DeadlineTracker {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_acquisition_arriving_after_its_decision_starts_no_deadline() {
+        let mut t = DeadlineTracker::new(8);
+        let d = Decision {
+            key: Correlation::new("press-01", 11, 5),
+            ..Decision::default()
+        };
+        assert_eq!(t.on_decision(&d, 10), DeadlineOutcome::Unknown);
+        assert_eq!(t.register(d.key.clone(), 20), None);
+        assert!(
+            t.expire(1_000).is_empty(),
+            "no fail-safe for a decided item"
+        );
+        assert_eq!(t.counts().decided_before_registered, 1);
+        // A later registration of the same key (a replayed seq) is tracked again.
+        assert_eq!(t.register(d.key.clone(), 2_000), None);
+        assert_eq!(t.expire(3_000), vec![d.key]);
+    }
 
     fn key(seq: u64) -> Correlation {
         Correlation::new("press-07", seq, seq * 10)
@@ -336,10 +379,18 @@ mod tests {
             let mut live: HashSet<Correlation> = HashSet::new();
             let mut left: HashMap<Correlation, u32> = HashMap::new();
             let mut registrations: HashMap<Correlation, u32> = HashMap::new();
+            // Keys decided while not registered (the tracker ignores their next registration).
+            let mut early: VecDeque<Correlation> = VecDeque::new();
             for op in ops {
                 match op {
                     Op::Register { seq, deadline } => {
                         let deadline = now + deadline;
+                        if !live.contains(&key(seq)) && early.contains(&key(seq)) {
+                            // Decided before it was registered: no deadline starts.
+                            early.retain(|k| k != &key(seq));
+                            prop_assert_eq!(t.register(key(seq), deadline), None);
+                            continue;
+                        }
                         if !live.contains(&key(seq)) {
                             *registrations.entry(key(seq)).or_default() += 1;
                         }
@@ -351,7 +402,17 @@ mod tests {
                         }
                     }
                     Op::Decide { seq } => {
-                        if t.on_decision(&decided(seq), now) == DeadlineOutcome::Accepted {
+                        let outcome = t.on_decision(&decided(seq), now);
+                        if outcome == DeadlineOutcome::Unknown
+                            && !live.contains(&key(seq))
+                            && !early.contains(&key(seq))
+                        {
+                            if early.len() >= capacity {
+                                early.pop_front();
+                            }
+                            early.push_back(key(seq));
+                        }
+                        if outcome == DeadlineOutcome::Accepted {
                             prop_assert!(live.remove(&key(seq)), "accepted an item not pending");
                             prop_assert!(now <= deadlines[&key(seq)], "accepted after the deadline");
                             *left.entry(key(seq)).or_default() += 1;

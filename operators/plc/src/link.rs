@@ -1,15 +1,107 @@
-//! Modbus TCP client with timeouts, capped exponential backoff and optional write-and-verify.
+//! The [`PlcLink`] trait the worker drives, and its Modbus TCP implementation: a client with
+//! timeouts, capped exponential backoff and optional write-and-verify ([`ModbusLink`]) plus the
+//! register map ([`ModbusPlc`]). The OPC UA implementation is [`crate::OpcUaLink`].
 
 use std::borrow::Cow;
 use std::time::Duration;
+
+use forgeline_schemas::Decision;
 
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_modbus::client::{Client as _, Context, tcp};
 use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
-use crate::config::LinkConfig;
+use crate::config::{LinkConfig, RegisterMap};
 use crate::encode::Write;
+
+/// A connection to a PLC as the [`crate::PlcWorker`] sees it, whatever the protocol.
+///
+/// Contract: a request that finds the connection gone returns an error for which
+/// [`LinkError::is_connection_lost`] holds and leaves the link disconnected; the worker then
+/// paces [`PlcLink::connect`] with [`PlcLink::next_retry_delay`]. A refused request (the PLC
+/// answered "no") leaves the link connected.
+// The worker runs the link on a current-thread runtime: the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait PlcLink {
+    /// Where the link connects (`host:port` or the OPC UA endpoint), for logs and errors.
+    fn target(&self) -> &str;
+    /// Whether a connection is open (as far as we know: a dead peer shows on the next request).
+    fn is_connected(&self) -> bool;
+    /// One connection attempt, bounded by `link.connect_timeout_ms`; resets the backoff on
+    /// success.
+    async fn connect(&mut self) -> Result<(), LinkError>;
+    /// The delay before the next reconnect attempt (capped exponential backoff).
+    fn next_retry_delay(&mut self) -> Duration;
+    /// Closes the connection, if any (best effort, bounded).
+    async fn disconnect(&mut self);
+    /// Writes every configured signal of `decision` (with write-and-verify when configured).
+    async fn write_decision(&mut self, decision: &Decision) -> Result<(), LinkError>;
+    /// Whether a heartbeat signal is configured.
+    fn has_heartbeat(&self) -> bool;
+    /// Writes heartbeat value `counter` (a no-op without a heartbeat signal).
+    async fn write_heartbeat(&mut self, counter: u16) -> Result<(), LinkError>;
+}
+
+/// A Modbus TCP PLC: a [`ModbusLink`] and the [`RegisterMap`] that says what goes where.
+#[derive(Debug)]
+pub struct ModbusPlc {
+    link: ModbusLink,
+    map: RegisterMap,
+}
+
+impl ModbusPlc {
+    /// A (not yet connected) PLC at `config.address` with register map `map`.
+    pub fn new(config: LinkConfig, map: RegisterMap) -> Self {
+        Self {
+            link: ModbusLink::new(config, map.unit_id),
+            map,
+        }
+    }
+
+    /// The underlying Modbus client (for reads in tests and harnesses).
+    pub fn link_mut(&mut self) -> &mut ModbusLink {
+        &mut self.link
+    }
+}
+
+impl PlcLink for ModbusPlc {
+    fn target(&self) -> &str {
+        self.link.address()
+    }
+
+    fn is_connected(&self) -> bool {
+        self.link.is_connected()
+    }
+
+    async fn connect(&mut self) -> Result<(), LinkError> {
+        self.link.connect().await
+    }
+
+    fn next_retry_delay(&mut self) -> Duration {
+        self.link.next_retry_delay()
+    }
+
+    async fn disconnect(&mut self) {
+        self.link.disconnect().await;
+    }
+
+    async fn write_decision(&mut self, decision: &Decision) -> Result<(), LinkError> {
+        let writes = self.map.encode(decision);
+        self.link.write_all(&writes).await
+    }
+
+    fn has_heartbeat(&self) -> bool {
+        self.map.heartbeat_register.is_some()
+    }
+
+    async fn write_heartbeat(&mut self, counter: u16) -> Result<(), LinkError> {
+        match self.map.encode_heartbeat(counter) {
+            Some(write) => self.link.write(&write).await,
+            None => Ok(()),
+        }
+    }
+}
 
 /// Capped exponential backoff: `initial, 2*initial, 4*initial, … max, max, …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +225,44 @@ pub enum LinkError {
         /// The response received.
         response: String,
     },
+    /// OPC UA: the connection or session could not be established (discovery, secure channel,
+    /// certificates, user token) or was lost during a request; it is dropped.
+    #[error("PLC {endpoint}: {operation}: {reason}")]
+    OpcUaConnection {
+        /// `link.endpoint`.
+        endpoint: String,
+        /// What was attempted, e.g. `connect` or `write 7 nodes`.
+        operation: String,
+        /// Why (the OPC UA status code and its text).
+        reason: String,
+    },
+    /// OPC UA: the server refused the request or the write of one node (the session stays up).
+    #[error(
+        "PLC {endpoint}: {operation}: refused with {status} (check `link.nodes` against the \
+         server's address space, the variable's data type and the user's write access)"
+    )]
+    OpcUaRefused {
+        /// `link.endpoint`.
+        endpoint: String,
+        /// What was refused, e.g. `write link.nodes.verdict (ns=2;s=Press.Verdict)`.
+        operation: String,
+        /// The OPC UA status code, e.g. `BadTypeMismatch`.
+        status: String,
+    },
+    /// OPC UA write-and-verify read back something else than was written.
+    #[error(
+        "PLC {endpoint}: verify {node}: read back {actual}, wrote {expected} (is another client writing there?)"
+    )]
+    OpcUaVerifyMismatch {
+        /// `link.endpoint`.
+        endpoint: String,
+        /// The signal and node id.
+        node: String,
+        /// The value written.
+        expected: String,
+        /// The value read back.
+        actual: String,
+    },
 }
 
 impl LinkError {
@@ -146,6 +276,7 @@ impl LinkError {
                 | Self::NotConnected { .. }
                 | Self::Timeout { .. }
                 | Self::Transport { .. }
+                | Self::OpcUaConnection { .. }
         )
     }
 }

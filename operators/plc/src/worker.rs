@@ -1,5 +1,6 @@
-//! The PLC worker: a thread with a tokio current-thread runtime that owns the [`ModbusLink`],
-//! so the node's event loop never blocks on the PLC.
+//! The PLC worker: a thread with a tokio current-thread runtime that owns the [`PlcLink`]
+//! (Modbus TCP or OPC UA, chosen by `link.kind`), so the node's event loop never blocks on the
+//! PLC.
 //!
 //! - [`PlcWorker::submit`] never blocks: the queue holds `worker.capacity` decisions and drops
 //!   the oldest when full (counted in [`PlcStatsSnapshot::dropped`]).
@@ -21,12 +22,14 @@ use forgeline_schemas::{Correlation, Decision, Health, HealthLevel};
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::config::{ConfigError, PlcConfig};
-use crate::link::{LinkError, ModbusLink};
+use crate::config::{ConfigError, LinkKind, PlcConfig};
+use crate::link::{LinkError, ModbusPlc, PlcLink};
+use crate::opcua::OpcUaLink;
 
 /// Counters of the worker, updated by its thread, read by anyone.
 #[derive(Debug, Default)]
 pub struct PlcStats {
+    submitted: AtomicU64,
     written: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
@@ -42,9 +45,14 @@ pub struct PlcStats {
 /// A copy of [`PlcStats`] at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PlcStatsSnapshot {
+    /// Decisions submitted. Once the worker has stopped (see [`PlcWorker::stop`]):
+    /// `submitted = written + failed + dropped + superseded + backlog` (no decision is lost
+    /// silently).
+    pub submitted: u64,
     /// Decisions written completely.
     pub written: u64,
-    /// Decisions whose write was refused by the PLC or failed verification (not retried).
+    /// Decisions (and heartbeats) whose write was refused by the PLC or failed verification
+    /// (not retried).
     pub failed: u64,
     /// Decisions dropped because the queue (or the replay backlog) was full.
     pub dropped: u64,
@@ -69,6 +77,7 @@ impl PlcStats {
     pub fn snapshot(&self) -> PlcStatsSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         PlcStatsSnapshot {
+            submitted: load(&self.submitted),
             written: load(&self.written),
             failed: load(&self.failed),
             dropped: load(&self.dropped),
@@ -190,6 +199,9 @@ pub enum WorkerError {
     /// The thread or its runtime could not be started.
     #[error("PLC worker: cannot start its thread or runtime: {0}")]
     Start(std::io::Error),
+    /// The link could not be set up from the configuration.
+    #[error("PLC worker: {0}")]
+    Link(LinkError),
 }
 
 /// State shared by the node side and the worker thread.
@@ -227,10 +239,23 @@ impl PlcWorker {
             .build()
             .map_err(WorkerError::Start)?;
         let worker_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("plc-link".into())
-            .spawn(move || runtime.block_on(Worker::new(config, worker_shared, health_tx).run()))
-            .map_err(WorkerError::Start)?;
+        let spawn = std::thread::Builder::new().name("plc-link".into());
+        let thread = match config.link.kind {
+            LinkKind::Modbus => {
+                let link = ModbusPlc::new(config.link.clone(), config.registers.clone());
+                spawn.spawn(move || {
+                    runtime.block_on(Worker::new(config, link, worker_shared, health_tx).run());
+                })
+            }
+            LinkKind::Opcua => {
+                let link = OpcUaLink::new(config.link.clone(), config.registers.reject_on.clone())
+                    .map_err(WorkerError::Link)?;
+                spawn.spawn(move || {
+                    runtime.block_on(Worker::new(config, link, worker_shared, health_tx).run());
+                })
+            }
+        }
+        .map_err(WorkerError::Start)?;
         Ok(Self {
             shared,
             health,
@@ -252,8 +277,17 @@ impl PlcWorker {
                 PlcStats::add(&self.shared.stats.dropped, 1);
             }
             queue.push_back(decision);
+            PlcStats::add(&self.shared.stats.submitted, 1);
         }
         self.shared.wake.notify_one();
+    }
+
+    /// Stops the worker like [`PlcWorker::shutdown`] (a last flush if the link is up) and
+    /// returns the final counters, for which `submitted = written + failed + dropped +
+    /// superseded + backlog`. Later calls return the same counters; later submits are not written.
+    pub fn stop(&mut self) -> PlcStatsSnapshot {
+        self.stop_and_join();
+        self.shared.stats.snapshot()
     }
 
     /// The worker's counters (live; read them with [`PlcStats::snapshot`]).
@@ -295,11 +329,11 @@ impl Drop for PlcWorker {
 }
 
 /// The worker's state, living on its thread.
-struct Worker {
+struct Worker<L: PlcLink> {
     config: PlcConfig,
     shared: Arc<Shared>,
     health: mpsc::Sender<PlcHealthEvent>,
-    link: ModbusLink,
+    link: L,
     /// Decisions taken from the queue, not yet written.
     pending: VecDeque<Decision>,
     heartbeat: u16,
@@ -314,9 +348,13 @@ struct Outage {
     stats_at_start: PlcStatsSnapshot,
 }
 
-impl Worker {
-    fn new(config: PlcConfig, shared: Arc<Shared>, health: mpsc::Sender<PlcHealthEvent>) -> Self {
-        let link = ModbusLink::new(config.link.clone(), config.registers.unit_id);
+impl<L: PlcLink> Worker<L> {
+    fn new(
+        config: PlcConfig,
+        link: L,
+        shared: Arc<Shared>,
+        health: mpsc::Sender<PlcHealthEvent>,
+    ) -> Self {
         Self {
             config,
             shared,
@@ -338,7 +376,7 @@ impl Worker {
         let period = Duration::from_millis(self.config.registers.heartbeat_period_ms.max(1));
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let heartbeat_on = self.config.registers.heartbeat_register.is_some();
+        let heartbeat_on = self.link.has_heartbeat();
         loop {
             let stopping = self.shared.stop.load(Ordering::Relaxed);
             self.take_queue();
@@ -395,7 +433,7 @@ impl Worker {
         match self.link.connect().await {
             Ok(()) => {
                 self.stats().connected.store(true, Ordering::Relaxed);
-                tracing::info!(address = %self.link.address(), "PLC link up");
+                tracing::info!(plc = %self.link.target(), "PLC link up");
                 if let Some(outage) = self.outage.take() {
                     PlcStats::add(&self.stats().reconnects, 1);
                     let now = self.stats().snapshot();
@@ -411,7 +449,7 @@ impl Worker {
                     self.emit(event);
                 }
                 // A heartbeat right away tells the PLC we are back.
-                self.heartbeat_due |= self.config.registers.heartbeat_register.is_some();
+                self.heartbeat_due |= self.link.has_heartbeat();
             }
             Err(error) => {
                 PlcStats::add(&self.stats().connect_failures, 1);
@@ -425,7 +463,7 @@ impl Worker {
         self.stats().connected.store(false, Ordering::Relaxed);
         self.retry_at = Instant::now() + self.link.next_retry_delay();
         if self.outage.is_none() {
-            tracing::warn!(address = %self.link.address(), %error, "PLC link down");
+            tracing::warn!(plc = %self.link.target(), %error, "PLC link down");
             self.outage = Some(Outage {
                 since: Instant::now(),
                 stats_at_start: self.stats().snapshot(),
@@ -439,9 +477,8 @@ impl Worker {
     /// Writes pending decisions in order, then the heartbeat if due.
     async fn flush(&mut self) {
         while let Some(decision) = self.pending.front() {
-            let writes = self.config.registers.encode(decision);
             let started = Instant::now();
-            match self.link.write_all(&writes).await {
+            match self.link.write_decision(decision).await {
                 Ok(()) => {
                     let latency = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     self.stats()
@@ -471,10 +508,8 @@ impl Worker {
             }
         }
         self.stats().backlog.store(0, Ordering::Relaxed);
-        if self.heartbeat_due
-            && let Some(write) = self.config.registers.encode_heartbeat(self.heartbeat)
-        {
-            match self.link.write(&write).await {
+        if self.heartbeat_due && self.link.has_heartbeat() {
+            match self.link.write_heartbeat(self.heartbeat).await {
                 Ok(()) => {
                     self.heartbeat_due = false;
                     self.heartbeat = self.heartbeat.wrapping_add(1);
