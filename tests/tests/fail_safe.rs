@@ -67,20 +67,22 @@ fn strokes_in_the_gap_of_a_crashed_inference_node_get_the_fail_safe_verdict() {
             sequence.push((values[0], values[7]));
         }
     }
-    let first_fail_safe = sequence
+    // Strokes acquired while the line was still starting (model loading, warm-up) may already
+    // get the fail-safe on a loaded machine: that is correct, and not what this test is about.
+    // Look for real verdicts, then fail-safes in the crash gap, then real verdicts again.
+    let first_real = sequence
         .iter()
-        .position(|&(verdict, flag)| flag == 1 && verdict == 2)
-        .unwrap_or_else(|| panic!("no fail-safe reject reached the PLC: {sequence:?}\n{out}"));
-    assert!(
-        sequence[..first_fail_safe]
+        .position(|&(_, flag)| flag == 0)
+        .unwrap_or_else(|| panic!("no real verdict reached the PLC: {sequence:?}\n{out}"));
+    let gap = first_real
+        + sequence[first_real..]
             .iter()
-            .any(|&(_, flag)| flag == 0),
-        "verdicts before the crash: {sequence:?}"
-    );
+            .position(|&(verdict, flag)| flag == 1 && verdict == 2)
+            .unwrap_or_else(|| {
+                panic!("no fail-safe reject reached the PLC after the crash: {sequence:?}\n{out}")
+            });
     assert!(
-        sequence[first_fail_safe..]
-            .iter()
-            .any(|&(_, flag)| flag == 0),
+        sequence[gap..].iter().any(|&(_, flag)| flag == 0),
         "verdicts must resume after the restart: {sequence:?}"
     );
 }

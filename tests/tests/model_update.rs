@@ -2,8 +2,10 @@
 //! HTTP by a server that is not ours (Python's http.server on loopback), verified, validated on
 //! the box, activated on probation; tampered and badly-validating packages are refused with the
 //! reason and leave the active model alone; failed health checks during probation roll back by
-//! themselves; the maximum-age policy alarms.
-#![allow(clippy::unwrap_used)]
+//! themselves; the maximum-age policy alarms. Over HTTPS (a test CA and server certificate made
+//! with the `openssl` CLI, Python's http.server wrapped in `ssl`): trusted only through
+//! `--ca-cert`, an untrusted server is refused as a TLS verification failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use forgeline_tests::{Guard, free_port, python, root, run_forgeline};
 use std::path::{Path, PathBuf};
@@ -226,4 +228,221 @@ fn update_over_http_validates_activates_on_probation_and_rolls_back_on_failed_he
     let old = age("0.0001");
     assert_eq!(old.status.code(), Some(3), "{old:?}");
     assert!(String::from_utf8_lossy(&old.stderr).contains("ALARM"));
+}
+
+/// Runs `openssl` with `args` in `dir`; panics with its stderr when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the `openssl` command line tool (apt: openssl)");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A private CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
+/// (`server.pem`, `server.key`), plus an unrelated CA (`other-ca.pem`), all in `dir`.
+fn test_pki(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for (name, cn) in [
+        ("ca", "forgeline test CA"),
+        ("other-ca", "someone else's CA"),
+    ] {
+        let mut a = vec!["req", "-x509"];
+        a.extend(ec);
+        let (key, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        a.extend([
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(dir, &a);
+    }
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(dir, &a);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
+
+/// Python's http.server behind `ssl` (TLS with `cert`/`key`) serving `dir` on loopback.
+fn https_server(dir: &Path, cert: &Path, key: &Path) -> (Guard, u16) {
+    const SCRIPT: &str = r#"
+import functools, http.server, ssl, sys
+port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+    let port = free_port();
+    let child = Command::new(python())
+        .args(["-c", SCRIPT, &port.to_string()])
+        .args([dir, cert, key])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (guard, port);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("https server did not start on port {port}");
+}
+
+#[test]
+fn update_over_https_verifies_the_server_against_the_given_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let reg = tmp.path().join("reg");
+    assert!(fl(&["model", "keygen", "--dir", keys.to_str().unwrap()]).0);
+    std::fs::create_dir_all(reg.join("trusted-keys")).unwrap();
+    std::fs::copy(
+        keys.join("forgeline.pub"),
+        reg.join("trusted-keys/forgeline.pub"),
+    )
+    .unwrap();
+    let r = reg.to_str().unwrap();
+    let update = |source: &str, extra: &[&str]| {
+        let mut a = vec!["model", "update", source];
+        a.extend(extra);
+        a.extend(["--registry", r, "--profile", PROFILE]);
+        fl(&a)
+    };
+
+    // 1.0.0 active from a local directory.
+    let v1 = package(tmp.path(), "1.0.0", |_| {});
+    let (ok, out, err) = update(v1.to_str().unwrap(), &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(active(&reg), "1.0.0");
+
+    // 1.1.0 as a .tar on an HTTPS server whose certificate a private CA signed.
+    let v2 = package(tmp.path(), "1.1.0", |_| {});
+    let serve = tmp.path().join("serve");
+    std::fs::create_dir_all(serve.join("models")).unwrap();
+    let (ok, _, err) = fl(&[
+        "model",
+        "pack",
+        v2.to_str().unwrap(),
+        "--out",
+        serve.join("press-anomaly-1.1.0.tar").to_str().unwrap(),
+        "--public-key",
+        keys.join("forgeline.pub").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let pki = tmp.path().join("pki");
+    test_pki(&pki);
+    let (_server, port) = https_server(&serve, &pki.join("server.pem"), &pki.join("server.key"));
+    let url = format!("https://127.0.0.1:{port}/press-anomaly-1.1.0.tar");
+    let ca = pki.join("ca.pem");
+    let other = pki.join("other-ca.pem");
+
+    // Untrusted: bundled roots only, or the wrong CA: refused as a TLS verification failure
+    // naming the URL; nothing installed, 1.0.0 stays active.
+    for extra in [vec![], vec!["--ca-cert", other.to_str().unwrap()]] {
+        let (ok, out, err) = update(&url, &extra);
+        assert!(!ok, "untrusted server accepted ({extra:?}):\n{out}");
+        assert!(
+            err.contains(&url) && err.contains("TLS verification") && err.contains("UnknownIssuer"),
+            "{err}"
+        );
+        assert!(err.contains("active model is unchanged"), "{err}");
+        assert_eq!(active(&reg), "1.0.0");
+        assert!(!reg.join("store/press-anomaly/1.1.0").exists());
+    }
+
+    // Over the size limit: refused, naming the limit.
+    let (ok, _, err) = update(
+        &url,
+        &["--ca-cert", ca.to_str().unwrap(), "--max-download-mb", "0"],
+    );
+    assert!(!ok && err.contains("limit of 0 bytes"), "{err}");
+    // A redirect (http.server redirects a directory without its trailing slash): refused.
+    let (ok, _, err) = update(
+        &format!("https://127.0.0.1:{port}/models"),
+        &["--ca-cert", ca.to_str().unwrap()],
+    );
+    assert!(
+        !ok && err.contains("redirects are refused") && err.contains("/models/"),
+        "{err}"
+    );
+    // A missing file: the server's status.
+    let (ok, _, err) = update(
+        &format!("https://127.0.0.1:{port}/nope.tar"),
+        &["--ca-cert", ca.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("404"), "{err}");
+    assert_eq!(active(&reg), "1.0.0");
+
+    // Trusted through --ca-cert: downloaded, verified, validated, active on probation.
+    let (ok, out, err) = update(&url, &["--ca-cert", ca.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("downloaded") && out.contains("on probation"),
+        "{out}"
+    );
+    assert_eq!(active(&reg), "1.1.0");
+    // The download's temporary file is gone.
+    let leftovers: Vec<_> = std::fs::read_dir(reg.join(".downloads")).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
