@@ -1,14 +1,15 @@
 //! `image-preprocess`: one `frame` in, one `tensor` out, ready for the model: bilinear resize
 //! (stretch / centre crop / letterbox), grey <-> RGB, `(p/255 - mean) / std`, NCHW or NHWC, f32
 //! or u8. The target geometry comes from the model directory (`model_dir`: its `model.yml`
-//! input shape and layout, and the optional `preprocess.yml` next to it for `resize`, `mean`,
-//! `std`, `pad`), so a new model needs no graph edit; explicit keys override.
+//! input shape and layout, and its optional `preprocess:` section for `resize`, `mean`, `std`,
+//! `pad`, covered by the model's signature like the rest of `model.yml`), so a new model needs
+//! no graph edit; explicit keys override.
 //!
 //! Pixels are read in place from the received message (zero-copy) and written into one reused
 //! buffer: the preprocessing itself does not allocate per frame after the first frame of a given
 //! size (the outgoing Arrow message is the only per-frame allocation).
 
-use forgeline_inference::ModelDir;
+use forgeline_inference::{ModelDir, PreprocessMeta, ResizeKind};
 use forgeline_runtime::columns::{Header, u32s};
 use forgeline_runtime::{ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate};
 use forgeline_schemas::{Frame, Tensor, frame};
@@ -16,28 +17,9 @@ use forgeline_vision::{DType, FrameRef, Layout, PreprocessConfig, Preprocessor, 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// Name of the optional preprocessing file in a model directory.
-pub const PREPROCESS_FILE: &str = "preprocess.yml";
-
-/// Preprocessing settings a model directory ships in `preprocess.yml` (every key optional).
-///
-/// ```yaml
-/// resize: stretch
-/// mean: [0.0]
-/// std: [1.0]
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelPreprocess {
-    /// `stretch`, `center_crop` or `letterbox`.
-    pub resize: Option<ResizeMode>,
-    /// Per-channel mean on the 0..1 scale.
-    pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviation on the 0..1 scale.
-    pub std: Option<Vec<f32>>,
-    /// Letterbox border, raw pixel value.
-    pub pad: Option<u8>,
-}
+/// The file older model directories shipped their preprocessing in, outside the sha256 list
+/// and signature; it is refused now (the settings live in `model.yml` `preprocess:`).
+pub const LEGACY_PREPROCESS_FILE: &str = "preprocess.yml";
 
 /// Configuration of `image-preprocess` (the node's `FORGELINE_CONFIG`). Every key is optional;
 /// without `model_dir` the defaults are those of [`PreprocessConfig`] (224x224x1 f32 NCHW).
@@ -46,7 +28,7 @@ pub struct ModelPreprocess {
 pub struct Config {
     /// Model directory: the input size, channels and layout come from its `model.yml`
     /// (`inputs[0].shape` `[-1, C, H, W]` or `[-1, H, W, C]`, `inputs[0].layout`), and
-    /// `resize`/`mean`/`std`/`pad` from its `preprocess.yml` when present. Default none.
+    /// `resize`/`mean`/`std`/`pad` from its `preprocess:` section when present. Default none.
     pub model_dir: Option<PathBuf>,
     /// Target width (default: the model's, else 224).
     pub width: Option<u32>,
@@ -58,13 +40,14 @@ pub struct Config {
     pub layout: Option<Layout>,
     /// `f32` or `u8` (default `f32`).
     pub dtype: Option<DType>,
-    /// `stretch`, `center_crop`, `letterbox` (default: `preprocess.yml`, else `stretch`).
+    /// `stretch`, `center_crop`, `letterbox` (default: the model's `preprocess.resize`, else
+    /// `stretch`).
     pub resize: Option<ResizeMode>,
-    /// Per-channel mean, 0..1 scale (default: `preprocess.yml`, else `[0.0]`).
+    /// Per-channel mean, 0..1 scale (default: the model's `preprocess.mean`, else `[0.0]`).
     pub mean: Option<Vec<f32>>,
-    /// Per-channel std, 0..1 scale (default: `preprocess.yml`, else `[1.0]`).
+    /// Per-channel std, 0..1 scale (default: the model's `preprocess.std`, else `[1.0]`).
     pub std: Option<Vec<f32>>,
-    /// Letterbox border, raw pixel value (default: `preprocess.yml`, else 0).
+    /// Letterbox border, raw pixel value (default: the model's `preprocess.pad`, else 0).
     pub pad: Option<u8>,
 }
 
@@ -116,26 +99,24 @@ impl Config {
         let mut problems = Vec::new();
         if let Some(dir) = &self.model_dir {
             match ModelDir::load(dir) {
-                Ok(model) => match model_geometry(&model) {
-                    Ok((w, h, c, layout)) => {
-                        base.width = w;
-                        base.height = h;
-                        base.channels = c;
-                        base.layout = layout;
+                Ok(model) => {
+                    match model_geometry(&model) {
+                        Ok((w, h, c, layout)) => {
+                            base.width = w;
+                            base.height = h;
+                            base.channels = c;
+                            base.layout = layout;
+                        }
+                        Err(reason) => problems.push(problem("model_dir", reason)),
                     }
-                    Err(reason) => problems.push(problem("model_dir", reason)),
-                },
+                    if let Some(p) = &model.meta().preprocess {
+                        apply_model_preprocess(&mut base, p);
+                    }
+                }
                 Err(e) => problems.push(problem("model_dir", e.to_string())),
             }
-            match read_model_preprocess(dir) {
-                Ok(Some(p)) => {
-                    base.resize = p.resize.unwrap_or(base.resize);
-                    base.mean = p.mean.unwrap_or(base.mean);
-                    base.std = p.std.unwrap_or(base.std);
-                    base.pad = p.pad.unwrap_or(base.pad);
-                }
-                Ok(None) => {}
-                Err(reason) => problems.push(problem("model_dir", reason)),
+            if let Some(reason) = legacy_preprocess_file(dir) {
+                problems.push(problem("model_dir", reason));
             }
         }
         let config = PreprocessConfig {
@@ -177,17 +158,37 @@ impl Config {
     }
 }
 
-/// `<dir>/preprocess.yml`, if present.
-fn read_model_preprocess(dir: &Path) -> Result<Option<ModelPreprocess>, String> {
-    let path = dir.join(PREPROCESS_FILE);
-    if !path.exists() {
-        return Ok(None);
+/// The model's `preprocess:` settings over the defaults (keys it leaves out keep them).
+fn apply_model_preprocess(base: &mut PreprocessConfig, p: &PreprocessMeta) {
+    if let Some(resize) = p.resize {
+        base.resize = match resize {
+            ResizeKind::Stretch => ResizeMode::Stretch,
+            ResizeKind::CenterCrop => ResizeMode::CenterCrop,
+            ResizeKind::Letterbox => ResizeMode::Letterbox,
+        };
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    serde_yaml::from_str(&text)
-        .map(Some)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    if let Some(mean) = &p.mean {
+        base.mean.clone_from(mean);
+    }
+    if let Some(std) = &p.std {
+        base.std.clone_from(std);
+    }
+    if let Some(pad) = p.pad {
+        base.pad = pad;
+    }
+}
+
+/// Why a model directory that still ships `preprocess.yml` is refused: its settings would not
+/// be covered by the sha256 list and signature, and silently ignoring them could change the
+/// normalisation the model was trained with.
+fn legacy_preprocess_file(dir: &Path) -> Option<String> {
+    let path = dir.join(LEGACY_PREPROCESS_FILE);
+    path.exists().then(|| {
+        format!(
+            "{} is no longer read: move its keys into model.yml under `preprocess:` (covered by the model's signature) and delete the file",
+            path.display()
+        )
+    })
 }
 
 impl Validate for Config {
@@ -357,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn model_dir_gives_the_geometry_and_preprocess_yml_the_normalisation() {
+    fn model_dir_gives_the_geometry_and_its_preprocess_section_the_normalisation() {
         let dir = tempfile::tempdir().unwrap();
         let onnx = b"not a real onnx file; ModelDir only checks size and sha256";
         std::fs::write(dir.path().join("m.onnx"), onnx).unwrap();
@@ -371,15 +372,10 @@ mod tests {
             String::from_utf8(out.stdout).unwrap()[..64].to_owned()
         };
         let yml = format!(
-            "format: 1\nname: optical-test\nversion: 1.0.0\ncreated: '2026-11-25T00:00:00Z'\ntask: classification\nfeature_set: image\ninputs:\n- name: image\n  shape: [-1, 1, 48, 64]\n  dtype: f32\n  layout: nchw\noutputs:\n- name: probabilities\n  shape: [-1, 2]\n  dtype: f32\nvariants:\n  fp32: {{ file: m.onnx, sha256: {sha}, size: {} }}\ndefault_variant: fp32\nthresholds: {{ warning: 0.25, critical: 0.5 }}\nlabels: [good, defect]\n",
+            "format: 1\nname: optical-test\nversion: 1.0.0\ncreated: '2026-11-25T00:00:00Z'\ntask: classification\nfeature_set: image\ninputs:\n- name: image\n  shape: [-1, 1, 48, 64]\n  dtype: f32\n  layout: nchw\noutputs:\n- name: probabilities\n  shape: [-1, 2]\n  dtype: f32\nvariants:\n  fp32: {{ file: m.onnx, sha256: {sha}, size: {} }}\ndefault_variant: fp32\nthresholds: {{ warning: 0.25, critical: 0.5 }}\nlabels: [good, defect]\npreprocess:\n  resize: center_crop\n  mean: [0.25]\n",
             onnx.len()
         );
         std::fs::write(dir.path().join("model.yml"), yml).unwrap();
-        std::fs::write(
-            dir.path().join(PREPROCESS_FILE),
-            "resize: center_crop\nmean: [0.25]\n",
-        )
-        .unwrap();
         let text = format!("model_dir: {}\n", dir.path().display());
         let config = parse_config::<Config>(Some(&text), "t", "p").unwrap();
         let resolved = config.resolve().unwrap();
@@ -389,6 +385,36 @@ mod tests {
         );
         assert_eq!(resolved.resize, ResizeMode::CenterCrop);
         assert_eq!(resolved.mean, vec![0.25]);
+        assert_eq!(
+            resolved.std,
+            vec![1.0],
+            "keys the section leaves out keep the default"
+        );
+        // An explicit key overrides the model's.
+        let text = format!(
+            "model_dir: {}
+resize: letterbox
+",
+            dir.path().display()
+        );
+        let config = parse_config::<Config>(Some(&text), "t", "p").unwrap();
+        assert_eq!(config.resolve().unwrap().resize, ResizeMode::Letterbox);
+
+        // A leftover preprocess.yml (outside the signature) is refused rather than ignored.
+        std::fs::write(dir.path().join(LEGACY_PREPROCESS_FILE), "resize: stretch\n").unwrap();
+        let text = format!(
+            "model_dir: {}
+",
+            dir.path().display()
+        );
+        let err = parse_config::<Config>(Some(&text), "t", "p")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("preprocess.yml") && err.contains("preprocess:"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join(LEGACY_PREPROCESS_FILE)).unwrap();
 
         // A size that contradicts the model is refused, naming the field.
         let text = format!("model_dir: {}\nwidth: 32\n", dir.path().display());

@@ -18,10 +18,10 @@ use forgeline_inference::{Scorer, Task, TensorRow};
 use std::sync::Arc;
 
 use forgeline_runtime::arrow::array::{
-    ArrayRef, AsArray, Float32Array, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, Float32Array, StringArray, StructArray, UInt32Array, UInt64Array,
 };
-use forgeline_runtime::arrow::datatypes::Int64Type;
-use forgeline_runtime::arrow::record_batch::RecordBatch;
+use forgeline_runtime::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use forgeline_runtime::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use forgeline_runtime::columns::Header;
 use forgeline_runtime::{InitContext, Input, Outbox, Stage, StageError};
 use forgeline_schemas::{
@@ -48,6 +48,38 @@ pub struct Inference {
     health_seq: u64,
     /// Hot reload from a registry (none with `model_dir`).
     watch: Option<Watch>,
+    /// The last `FeatureVector` payload type that passed the full schema check, and the
+    /// record-batch schema built from it: a payload of the same type skips the check.
+    features_type: Option<(DataType, SchemaRef)>,
+    /// Single-value string columns of the `score` message, reused while value and length hold.
+    model_column: RepeatedString,
+    provider_column: RepeatedString,
+    empty_label_column: RepeatedString,
+}
+
+/// A string column holding one value on every row, rebuilt only when the value or the row
+/// count changes (most messages have one row and the same model version and provider).
+#[derive(Default)]
+struct RepeatedString {
+    value: String,
+    array: Option<ArrayRef>,
+}
+
+impl RepeatedString {
+    /// `value` repeated `rows` times, from the cache when it holds exactly that.
+    fn get(&mut self, value: &str, rows: usize) -> ArrayRef {
+        match &self.array {
+            Some(array) if array.len() == rows && self.value == value => Arc::clone(array),
+            _ => {
+                let array: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    value, rows,
+                )));
+                value.clone_into(&mut self.value);
+                self.array = Some(Arc::clone(&array));
+                array
+            }
+        }
+    }
 }
 
 /// What a model being loaded in the background sends back.
@@ -260,7 +292,7 @@ impl Inference {
     /// The `score` message for `input`: the key and `source` columns are the input's own
     /// (shared, not copied), the rest is built from `scored`.
     fn score_batch(
-        &self,
+        &mut self,
         input: &RecordBatch,
         scored: Scored,
         quality: Option<ArrayRef>,
@@ -274,14 +306,16 @@ impl Inference {
                 ))
             })
         };
-        let labels = self.scorer.labels();
-        let label: ArrayRef =
+        let label: ArrayRef = if scored.class.iter().all(Option::is_none) {
+            self.empty_label_column.get("", n)
+        } else {
+            let labels = self.scorer.labels();
             Arc::new(StringArray::from_iter_values(scored.class.iter().map(
                 |c| c.and_then(|i| labels.get(i)).map_or("", String::as_str),
-            )));
-        let repeat = |v: &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n)))
+            )))
         };
+        let model = self.model_column.get(self.scorer.model_version(), n);
+        let provider = self.provider_column.get(self.scorer.provider(), n);
         let quality = quality.unwrap_or_else(|| Arc::new(UInt32Array::from(vec![0_u32; n])));
         RecordBatch::try_new(
             forgeline_schemas::score::schema(),
@@ -291,8 +325,8 @@ impl Inference {
                 column("acq_time_ns")?,
                 Arc::new(Float32Array::from(scored.score)),
                 label,
-                repeat(self.scorer.model_version()),
-                repeat(self.scorer.provider()),
+                model,
+                provider,
                 quality,
                 Arc::new(UInt64Array::from(scored.inference_ns)),
                 column("source")?,
@@ -507,21 +541,21 @@ impl Stage for Inference {
             announced: false,
             health_seq: 0,
             watch,
+            features_type: None,
+            model_column: RepeatedString::default(),
+            provider_column: RepeatedString::default(),
+            empty_label_column: RepeatedString::default(),
         })
     }
 
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
         if input.port.starts_with("tensor") {
             let batch = input.batch::<Tensor>()?;
-            let (asset, seq) = first_key(&batch);
-            self.poll_reload(input.now_ns, &asset, seq, out);
-            self.announce(&asset, input.now_ns, out);
+            self.before_message(&batch, input.now_ns, out);
             self.on_tensor(input.port, &batch, out)
         } else if input.port.starts_with("features") {
-            let batch = input.batch::<FeatureVector>()?;
-            let (asset, seq) = first_key(&batch);
-            self.poll_reload(input.now_ns, &asset, seq, out);
-            self.announce(&asset, input.now_ns, out);
+            let batch = self.features_batch(input)?;
+            self.before_message(&batch, input.now_ns, out);
             self.on_features(std::slice::from_ref(&batch), out)
         } else {
             Err(StageError::Input(format!(
@@ -541,6 +575,40 @@ impl Stage for Inference {
 }
 
 impl Inference {
+    /// Model reload and the one-off `model_loaded` event, before a message is scored. The
+    /// message's first key is read only when one of them has something to do.
+    fn before_message(&mut self, batch: &RecordBatch, now_ns: u64, out: &mut Outbox) {
+        if self.watch.is_none() && self.announced {
+            return;
+        }
+        let (asset, seq) = first_key(batch);
+        self.poll_reload(now_ns, &asset, seq, out);
+        self.announce(&asset, now_ns, out);
+    }
+
+    /// The payload of a `features` input as a `FeatureVector` batch. The full schema check
+    /// ([`Input::batch`]) runs once per distinct payload type; a payload whose Arrow type equals
+    /// the last checked one (pointer-equal `Fields` compare in O(1)) reuses its schema.
+    fn features_batch(&mut self, input: &Input<'_>) -> Result<RecordBatch, StageError> {
+        if let Some((checked, schema)) = &self.features_type
+            && input.data.data_type() == checked
+            && let Some(structs) = input.data.as_any().downcast_ref::<StructArray>()
+            && structs.null_count() == 0
+        {
+            let options = RecordBatchOptions::new().with_row_count(Some(structs.len()));
+            if let Ok(batch) = RecordBatch::try_new_with_options(
+                Arc::clone(schema),
+                structs.columns().to_vec(),
+                &options,
+            ) {
+                return Ok(batch);
+            }
+        }
+        let batch = input.batch::<FeatureVector>()?;
+        self.features_type = Some((input.data.data_type().clone(), batch.schema()));
+        Ok(batch)
+    }
+
     /// `on_inputs` body: queued feature messages scored together; anything else one by one.
     fn on_queued(&mut self, inputs: &[Input<'_>], out: &mut Outbox) -> Result<(), StageError> {
         let all_features = inputs.iter().all(|i| i.port.starts_with("features"));
@@ -555,12 +623,10 @@ impl Inference {
         }
         let batches = inputs
             .iter()
-            .map(|i| i.batch::<FeatureVector>())
+            .map(|i| self.features_batch(i))
             .collect::<Result<Vec<_>, _>>();
         if let Ok(batches) = batches {
-            let (asset, seq) = first_key(&batches[0]);
-            self.poll_reload(inputs[0].now_ns, &asset, seq, out);
-            self.announce(&asset, inputs[0].now_ns, out);
+            self.before_message(&batches[0], inputs[0].now_ns, out);
             if self.on_features(&batches, out).is_ok() {
                 return Ok(());
             }

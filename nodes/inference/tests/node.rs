@@ -362,3 +362,55 @@ fn queued_messages_are_scored_together_and_a_bad_one_costs_only_itself() {
     let seqs: Vec<u64> = scores(&out).iter().map(|s| s.key.seq).collect();
     assert_eq!(seqs, [0, 1, 3, 4, 5]);
 }
+
+/// A `FeatureVector` payload without the field `drop`.
+fn without_field(rows: &[FeatureVector], drop: &str) -> ArrayRef {
+    use forgeline_runtime::arrow::array::{Array, StructArray};
+    let full = array(rows);
+    let structs = full.as_any().downcast_ref::<StructArray>().unwrap();
+    let (fields, columns): (Vec<_>, Vec<_>) = structs
+        .fields()
+        .iter()
+        .zip(structs.columns())
+        .filter(|(f, _)| f.name() != drop)
+        .map(|(f, c)| (Arc::clone(f), Arc::clone(c)))
+        .unzip();
+    Arc::new(StructArray::new(fields.into(), columns, None))
+}
+
+#[test]
+fn the_schema_check_is_cached_per_payload_type_but_never_skipped_for_another_type() {
+    let rows: Vec<FeatureVector> = samples()
+        .iter()
+        .take(4)
+        .enumerate()
+        .map(|(i, v)| features(i as u64, v, QualityFlags::OK))
+        .collect();
+    let mut node = stage("press-tiny", 8, &["score"]);
+    let one = array(&rows[..1]);
+    let first = scores(&call(&mut node, "features", &one).unwrap());
+    // Same payload type again (the cached path), then a payload missing a field: refused,
+    // naming the field, although a good payload was checked just before.
+    let again = scores(&call(&mut node, "features", &one).unwrap());
+    let key_score =
+        |v: &[Score]| -> Vec<_> { v.iter().map(|s| (s.key.clone(), s.score)).collect() };
+    assert_eq!(key_score(&first), key_score(&again));
+    let err = call(&mut node, "features", &without_field(&rows[..1], "values")).unwrap_err();
+    // The message of the full check (`check_fields`), not of a later column read (which
+    // would say "missing (expected type ...)").
+    assert!(
+        err.to_string().ends_with("field `values`: missing"),
+        "{err}"
+    );
+    // Back to good payloads of another row count: the cached single-value columns follow the
+    // row count and name the model and provider on every row.
+    let three = scores(&call(&mut node, "features", &array(&rows[1..])).unwrap());
+    let one_more = scores(&call(&mut node, "features", &one).unwrap());
+    assert_eq!(three.len(), 3);
+    assert_eq!(key_score(&one_more), key_score(&first));
+    for s in three.iter().chain(&one_more) {
+        assert_eq!(s.model_version, node.scorer().model_version());
+        assert_eq!(s.provider, node.scorer().provider());
+        assert!(s.label.is_empty() && s.score.is_finite(), "{s:?}");
+    }
+}

@@ -26,6 +26,9 @@ pub mod scorer;
 
 pub use config::{InferenceConfig, OptimizationLevel, Provider, TensorRtOptions, VariantChoice};
 pub use error::InferenceError;
-pub use model_dir::{ModelDir, ModelError, ModelMeta, Problem, Task, Thresholds, VariantKind};
+pub use model_dir::{
+    ModelDir, ModelError, ModelMeta, PreprocessMeta, Problem, ResizeKind, Task, Thresholds,
+    VariantKind,
+};
 pub use runtime::{EXPECTED_ORT_VERSION, LibraryError};
 pub use scorer::{Classified, Scorer, SkippedProvider, TensorRow};

@@ -331,6 +331,49 @@ pub struct ModelMeta {
     /// validated by `forgeline-drift` (`DriftReference`), which owns its format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<serde_yaml::Value>,
+    /// How images are prepared for an image model (`preprocess:` section, read by the
+    /// `image-preprocess` node). Inside `model.yml`, so covered by its signature. Default none
+    /// (the node's own defaults: stretch, mean 0, std 1, pad 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessMeta>,
+}
+
+/// How an image is fitted to the model's input size (`preprocess.resize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeKind {
+    /// Scale each axis independently (aspect ratio not kept).
+    Stretch,
+    /// Keep the aspect ratio, cover the target and cut the centre.
+    CenterCrop,
+    /// Keep the aspect ratio, fit the whole frame, border filled with `pad`.
+    Letterbox,
+}
+
+/// Preprocessing of an image model (`preprocess:` in `model.yml`); every key optional, the
+/// `image-preprocess` node's defaults apply to the missing ones.
+///
+/// ```yaml
+/// preprocess:
+///   resize: stretch
+///   mean: [0.0]
+///   std: [1.0]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessMeta {
+    /// `stretch`, `center_crop` or `letterbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<ResizeKind>,
+    /// Per-channel mean on the 0..1 pixel scale (one value, or one per channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation on the 0..1 pixel scale (one value, or one per channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f32>>,
+    /// Letterbox border, raw pixel value 0..255.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad: Option<u8>,
 }
 
 /// A validated model directory.
@@ -535,6 +578,46 @@ impl ModelMeta {
                 "inputs",
                 format!("has {} entries, expected exactly 1", self.inputs.len()),
             );
+        }
+        if let Some(pre) = &self.preprocess {
+            let channels = self.inputs.first().filter(|i| i.shape.len() == 4).map(|i| {
+                match i.layout.as_deref() {
+                    Some("nhwc") => i.shape[3],
+                    _ => i.shape[1],
+                }
+            });
+            if channels.is_none() {
+                bad(
+                    "preprocess",
+                    "is only for image models (input shape [-1, C, H, W] or [-1, H, W, C])".into(),
+                );
+            }
+            for (key, values) in [("mean", &pre.mean), ("std", &pre.std)] {
+                let Some(values) = values else { continue };
+                let fits = values.len() == 1
+                    || channels.is_some_and(|c| i64::try_from(values.len()) == Ok(c));
+                if !fits {
+                    bad(
+                        &format!("preprocess.{key}"),
+                        format!(
+                            "has {} values, expected 1 or one per input channel ({})",
+                            values.len(),
+                            channels.map_or_else(|| "?".into(), |c| c.to_string())
+                        ),
+                    );
+                }
+                let wrong = |v: &f32| !v.is_finite() || (key == "std" && *v <= 0.0);
+                if let Some(i) = values.iter().position(wrong) {
+                    bad(
+                        &format!("preprocess.{key}"),
+                        format!(
+                            "value {i} is {}, expected a finite value{}",
+                            values[i],
+                            if key == "std" { " > 0" } else { "" }
+                        ),
+                    );
+                }
+            }
         }
         if self.outputs.len() == 1 {
             let shape = &self.outputs[0].shape;
@@ -796,5 +879,49 @@ mod tests {
                 && fields.contains(&"outputs[0].shape".to_owned()),
             "{fields:?}"
         );
+    }
+
+    #[test]
+    fn preprocess_section_parses_and_is_checked_against_the_image_input() {
+        let mut m = meta();
+        m.preprocess = Some(PreprocessMeta::default());
+        let fields: Vec<String> = m.problems().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            ["preprocess"],
+            "a feature model has no image to preprocess"
+        );
+
+        m.inputs[0].shape = vec![-1, 3, 8, 8];
+        m.inputs[0].features.clear();
+        m.inputs[0].normalization.mean.clear();
+        m.inputs[0].normalization.std.clear();
+        let section = "resize: center_crop\nmean: [0.5, 0.5, 0.5]\nstd: [0.25]\npad: 114\n";
+        m.preprocess = Some(serde_yaml::from_str(section).unwrap());
+        assert!(m.problems().is_empty(), "{:?}", m.problems());
+        let p = m.preprocess.clone().unwrap();
+        assert_eq!(p.resize, Some(ResizeKind::CenterCrop));
+        assert_eq!(p.pad, Some(114));
+        // Round trip through model.yml text.
+        let back: ModelMeta = serde_yaml::from_str(&serde_yaml::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.preprocess, m.preprocess);
+
+        m.preprocess = Some(PreprocessMeta {
+            mean: Some(vec![0.5, 0.5]),
+            std: Some(vec![0.0]),
+            ..PreprocessMeta::default()
+        });
+        let problems = m.problems();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["preprocess.mean", "preprocess.std"],
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("one per input channel (3)"));
+        assert!(problems[1].message.contains("> 0"));
+
+        let unknown = serde_yaml::from_str::<PreprocessMeta>("resize: stretch\nscale: 2\n");
+        assert!(unknown.is_err(), "unknown keys are refused");
     }
 }

@@ -496,12 +496,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         print(f"INT8 refused: balanced accuracy drops {drop:.2f} points (> {MAX_INT8_DROP_POINTS})", file=sys.stderr)
         int8_path.unlink(missing_ok=True)
     n_params = int(sum(v.size for v in params.values()))
-    (out / "preprocess.yml").write_text(
-        "# image-preprocess settings for this model (nodes/image-preprocess). Generated; do not edit.\n"
-        "# The model standardises each image itself: feed pixel / 255.\n"
-        "resize: stretch\nmean: [0.0]\nstd: [1.0]\n",
-        encoding="utf-8",
-    )
+    # The settings image-preprocess reads, inside model.yml so that the model's signature covers
+    # them (a separate preprocess.yml was not). The model standardises each image itself: feed
+    # pixel / 255.
+    (out / "preprocess.yml").unlink(missing_ok=True)
     meta: dict[str, Any] = {
         "name": args.name,
         "version": args.version,
@@ -515,6 +513,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "thresholds": {"warning": round(threshold / 2.0, 4), "critical": threshold},
         "labels": LABELS,
         "good_label": "good",
+        "preprocess": {"resize": "stretch", "mean": [0.0], "std": [1.0]},
         "calibration": {
             "n_samples": int(len(yval)),
             "variant": "fp32",

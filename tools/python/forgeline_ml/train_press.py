@@ -134,6 +134,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ship FP32 only when INT8 loses too much (default: fail)",
     )
     p.add_argument("--created", default=None, help="creation time to record (default SOURCE_DATE_EPOCH or now)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="training data source to record in model.yml (default the features CSV's file name; "
+        "pass a fixed text for byte-identical rebuilds, the CSV may be a temporary file)",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the final summary line")
     return p.parse_args(argv)
 
@@ -269,7 +275,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             correlation,
         ),
         "training": {
-            "source": Path(args.features).name,
+            "source": args.source if args.source is not None else Path(args.features).name,
             "rows": int(n),
             "files": len(set(table.files)),
             "split_by_file": splits.by_file,

@@ -76,7 +76,8 @@ def test_model_directory_is_complete_and_consistent(trained):
         assert hashlib.sha256(blob).hexdigest() == variant["sha256"]
         assert len(blob) == variant["size"] < 1_000_000
     assert doc["training"]["onnx_vs_numpy_max_abs"] < 1e-3
-    assert yaml.safe_load((out / "preprocess.yml").read_text()) == {"resize": "stretch", "mean": [0.0], "std": [1.0]}
+    assert doc["preprocess"] == {"resize": "stretch", "mean": [0.0], "std": [1.0]}
+    assert not (out / "preprocess.yml").exists(), "preprocessing lives in model.yml (signed), not beside it"
 
 
 def test_learns_the_synthetic_defects(trained):
