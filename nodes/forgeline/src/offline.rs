@@ -16,14 +16,18 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Kinds with side effects on the plant (PLC, files, network) or that produce data themselves:
-/// never run by the offline tools.
+/// Kinds never run by the offline tools: those with side effects on the plant (PLC, files,
+/// network), those that produce data themselves, and the monitoring side branches (`health`,
+/// `drift`), which watch the line but take no part in a verdict (a model scored offline needs no
+/// drift reference).
 const NOT_OFFLINE: &[&str] = &[
     "press-acquisition",
     "camera-acquisition",
     "plc-output",
     "plc-sim",
     "telemetry",
+    "health",
+    "drift",
 ];
 
 /// The acquisition kinds offline tools feed: `(kind, output port)`.
