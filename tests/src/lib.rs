@@ -227,3 +227,38 @@ pub fn manifest(dir: &Path) -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// A python `asyncua` OPC UA server (not ours) at `opc.tcp://127.0.0.1:<port>/` with writable
+/// variables `ns=2;s=Press.{Reject,Verdict,Severity,Score,Seq,ModelVersion,FailSafe,Heartbeat}`
+/// (`operators/plc/tests/asyncua_peer.py`); each Write call it receives arrives on the returned
+/// channel as a JSON array of `{"node", "value", "status"}`.
+pub fn asyncua_server(port: u16) -> (Guard, mpsc::Receiver<serde_json::Value>) {
+    let script = root().join("operators/plc/tests/asyncua_peer.py");
+    let mut child = Command::new(python())
+        .arg(&script)
+        .args(["server", "--port", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("READY") {
+                let _ = ready_tx.send(());
+            } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && tx.send(v["writes"].clone()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let guard = Guard(child);
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("asyncua server did not start within 30 s (pip install -r operators/plc/requirements-test.txt)");
+    (guard, rx)
+}

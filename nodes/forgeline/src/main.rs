@@ -2,7 +2,10 @@
 //! that CI and the edge box build and store one executable), plus the tools around them.
 
 mod bench;
+mod bench_model;
+mod bench_nodes;
 mod check;
+mod download;
 mod graph;
 mod model_cmd;
 mod offline;
@@ -52,7 +55,7 @@ enum Cmd {
         /// Use this model directory instead of the graph's.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// WAV/CSV files or directories of them.
+        /// WAV/CSV files (press lines) or PNG/JPEG/TIFF images (optical lines), or directories.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Where to write the predictions (JSON lines).
@@ -82,6 +85,30 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         first_seq: u64,
     },
+    /// Write a labelled dataset of simulated part images (`good/`, `defect/`, manifest.csv).
+    SimulateImages {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Simulator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Good parts.
+        #[arg(long, default_value_t = 300)]
+        good: usize,
+        /// Parts of each defect kind (scratch, crack, spot, missing).
+        #[arg(long, default_value_t = 75)]
+        per_defect: usize,
+        /// Frame number of the first image.
+        #[arg(long, default_value_t = 0)]
+        first_seq: u64,
+        /// Defect size and contrast factor in (0, 3].
+        #[arg(long, default_value_t = 1.0)]
+        severity: f32,
+        /// Colour channels: 1 (grey) or 3 (RGB).
+        #[arg(long, default_value_t = 1)]
+        channels: u32,
+    },
     /// End-to-end latency of a line under dora (acquisition → PLC node), with the same stages
     /// fused in one process as the baseline, measured in the same run.
     BenchLine {
@@ -90,9 +117,59 @@ enum Cmd {
         /// Strokes per minute.
         #[arg(long, default_value_t = 600.0)]
         rate: f64,
-        /// How long to run.
+        /// How long to run (each run of `--saturate` and `--presses`).
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Step the rate up (10 to 4,000 strokes/s) until drops or lag appear.
+        #[arg(long)]
+        saturate: bool,
+        /// Multi-asset runs: comma-separated numbers of presses at 18 strokes/min each.
+        #[arg(long, value_delimiter = ',')]
+        presses: Vec<usize>,
+        /// Skip the Python reference pipeline baseline.
+        #[arg(long)]
+        no_python: bool,
+        /// Skip the bare dora chain baseline.
+        #[arg(long)]
+        no_bare: bool,
+    },
+    /// Latency and throughput of a model directory per variant and provider: bare ONNX Runtime
+    /// (the floor), the inference node's path (Arrow in, scorer, Arrow out) and the Python ORT
+    /// API (the baseline), measured in the same run.
+    BenchModel {
+        /// The model directory (model.yml + ONNX files).
+        model_dir: PathBuf,
+        /// Timed runs per path.
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        /// Untimed runs before them.
+        #[arg(long, default_value_t = 1_000)]
+        warmup: usize,
+        /// Rows per message and per session run.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// `fp32`, `int8` or `all`.
+        #[arg(long, default_value = "all")]
+        variant: String,
+        /// Providers to measure, each on its own (unavailable ones are reported and skipped).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "tensorrt,cuda,openvino,cpu"
+        )]
+        providers: Vec<String>,
+        /// ONNX Runtime intra-op threads (the Python baseline uses the same).
+        #[arg(long, default_value_t = 1)]
+        intra_threads: usize,
+        /// Skip the Python ORT baseline.
+        #[arg(long)]
+        no_python: bool,
+    },
+    /// Helper nodes of `bench-line` (probe, bare dora chain, multi-press source).
+    #[command(hide = true)]
+    BenchNode {
+        /// `probe`, `bare-source`, `bare-relay`, `bare-sink` or `multi-press`.
+        kind: String,
     },
     /// The local model registry: keygen, sign, verify, install, list, show, activate, rollback, prune.
     Model {
@@ -128,6 +205,28 @@ enum TrainCmd {
         #[arg(long, default_value = "1.0.0")]
         version: String,
         /// Extra options passed to the Python trainer (e.g. `--epochs 200`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Good/defect CNN classifier for the optical line, from `<images>/good` and
+    /// `<images>/defect` (PNG/JPEG/TIFF, grey or RGB, any size).
+    Optical {
+        /// Folder with `good/` and `defect/` subfolders of images.
+        #[arg(long)]
+        images: PathBuf,
+        /// Model directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed for splits, initialisation, augmentation and calibration.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Model version (semver).
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+        /// Side of the square grey model input, pixels.
+        #[arg(long, default_value_t = offline::optical::DEFAULT_SIZE)]
+        size: u32,
+        /// Extra options passed to the Python trainer (e.g. `--epochs 20`).
         #[arg(last = true)]
         extra: Vec<String>,
     },
@@ -200,6 +299,30 @@ fn main() -> ExitCode {
             &version,
             &extra,
         )),
+        Cmd::Train {
+            what:
+                TrainCmd::Optical {
+                    images,
+                    out,
+                    seed,
+                    version,
+                    size,
+                    extra,
+                },
+        } => report(offline::optical::train_optical(
+            &images, &out, seed, &version, size, &extra,
+        )),
+        Cmd::SimulateImages {
+            out,
+            seed,
+            good,
+            per_defect,
+            first_seq,
+            severity,
+            channels,
+        } => report(offline::optical::simulate_images(
+            &out, seed, good, per_defect, first_seq, severity, channels,
+        )),
         Cmd::Simulate {
             out,
             seed,
@@ -211,7 +334,41 @@ fn main() -> ExitCode {
             graph,
             rate,
             seconds,
-        } => report(bench::bench_line(&graph, rate, seconds)),
+            saturate,
+            presses,
+            no_python,
+            no_bare,
+        } => report(bench::bench_line(
+            &graph,
+            &bench::BenchOptions {
+                rate,
+                seconds,
+                saturate,
+                presses,
+                no_python,
+                no_bare,
+            },
+        )),
+        Cmd::BenchModel {
+            model_dir,
+            runs,
+            warmup,
+            batch,
+            variant,
+            providers,
+            intra_threads,
+            no_python,
+        } => report(bench_model::parse_and_run(
+            &model_dir,
+            runs,
+            warmup,
+            batch,
+            &variant,
+            &providers,
+            intra_threads,
+            no_python,
+        )),
+        Cmd::BenchNode { kind } => report(bench_nodes::run(&kind)),
         Cmd::Model { cmd } => report(model_cmd::run(cmd)),
         Cmd::Evaluate { dataset, preds } => match offline::evaluate(&dataset, &preds) {
             Ok(e) => {

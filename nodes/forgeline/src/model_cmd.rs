@@ -1,6 +1,7 @@
 //! `forgeline model …`: the box's local model registry (signed packages, atomic activation,
 //! rollback) and the publishing side (key generation, signing). See docs/model-lifecycle.md.
 
+use crate::download::{DownloadOptions, download};
 use clap::Subcommand;
 use eyre::eyre;
 use forgeline_registry::lifecycle::{check_age, validate_reference, write_reference};
@@ -9,8 +10,7 @@ use forgeline_registry::{
     unpack, verify,
 };
 use forgeline_runtime::now_ns;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where the registry lives and whom it trusts.
 #[derive(clap::Args, Debug, Clone)]
@@ -137,11 +137,25 @@ pub enum ModelCmd {
         #[arg(long, default_value_t = 20.0)]
         latency_budget_ms: f64,
     },
-    /// Box side: fetch (path, .tar or http:// URL), verify signature and checksums, validate on
-    /// the package's reference set, install, activate on probation, prune old backups.
+    /// Box side: fetch (path, .tar, http:// or https:// URL), verify signature and checksums,
+    /// validate on the package's reference set, install, activate on probation, prune old backups.
     Update {
-        /// A package directory, a package .tar, or an http:// URL of a package .tar.
+        /// A package directory, a package .tar, or an http:// or https:// URL of a package .tar.
         source: String,
+        /// Extra CA certificate(s) (PEM) trusted for https:// besides the system trust store and
+        /// the bundled Mozilla roots, e.g. the plant's private CA that signed the update server's
+        /// certificate.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Download: longest wait for the TCP connection, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        connect_timeout_s: f64,
+        /// Download: longest wait for any read or write on the connection, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        read_timeout_s: f64,
+        /// Download: largest accepted package, MiB (a bigger one is refused).
+        #[arg(long, default_value_t = 1024)]
+        max_download_mb: u64,
         /// Probation after activation, minutes: failed health reports within it roll back.
         #[arg(long, default_value_t = 30.0)]
         probation_minutes: f64,
@@ -197,75 +211,6 @@ pub enum HealthStatus {
     Ok,
     /// Failed.
     Fail,
-}
-
-/// Largest package accepted over HTTP.
-const MAX_DOWNLOAD_BYTES: u64 = 1 << 30;
-
-/// Downloads `url` (plain `http://host[:port]/path`) into `dest`. HTTPS is not built in: put a
-/// TLS-terminating proxy or the plant's file share in front, or pass a path.
-fn download(url: &str, dest: &Path) -> eyre::Result<()> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| eyre!("{url}: only http:// URLs are supported (https is not built in; fetch the .tar another way and pass its path)"))?;
-    let (hostport, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
-    let addr = if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:80")
-    };
-    let mut stream = std::net::TcpStream::connect(&addr)
-        .map_err(|e| eyre!("{url}: cannot connect to {addr}: {e}"))?;
-    let timeout = Some(std::time::Duration::from_secs(30));
-    stream.set_read_timeout(timeout)?;
-    stream.set_write_timeout(timeout)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: forgeline\r\n\r\n"
-    )
-    .map_err(|e| eyre!("{url}: cannot send the request: {e}"))?;
-    let mut body = Vec::new();
-    stream
-        .take(MAX_DOWNLOAD_BYTES + 64 * 1024)
-        .read_to_end(&mut body)
-        .map_err(|e| eyre!("{url}: download interrupted: {e}"))?;
-    let split = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| eyre!("{url}: no HTTP header in the answer"))?;
-    let head = String::from_utf8_lossy(&body[..split]).into_owned();
-    let data = &body[split + 4..];
-    let status = head.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(eyre!("{url}: server answered `{status}`, expected 200"));
-    }
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    }) {
-        return Err(eyre!(
-            "{url}: chunked transfer encoding is not supported; serve the file with a Content-Length"
-        ));
-    }
-    let length = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
-    if let Some(n) = length
-        && data.len() != n
-    {
-        return Err(eyre!(
-            "{url}: truncated download: {} of {n} bytes",
-            data.len()
-        ));
-    }
-    std::fs::write(dest, data).map_err(|e| eyre!("{}: {e}", dest.display()))?;
-    Ok(())
 }
 
 /// Simulated strokes of every label through the line's default feature extractor.
@@ -457,12 +402,22 @@ pub fn run(cmd: ModelCmd) -> eyre::Result<()> {
         }
         ModelCmd::Update {
             source,
+            ca_cert,
+            connect_timeout_s,
+            read_timeout_s,
+            max_download_mb,
             probation_minutes,
             max_failures,
             retention_hours,
             reg,
         } => update(
             &source,
+            &DownloadOptions {
+                ca_cert,
+                connect_timeout: seconds("--connect-timeout-s", connect_timeout_s)?,
+                read_timeout: seconds("--read-timeout-s", read_timeout_s)?,
+                max_bytes: max_download_mb.saturating_mul(1 << 20),
+            },
             probation_minutes,
             max_failures,
             retention_hours,
@@ -544,8 +499,18 @@ pub fn run(cmd: ModelCmd) -> eyre::Result<()> {
     Ok(())
 }
 
+/// A positive, finite number of seconds from a flag.
+fn seconds(flag: &str, v: f64) -> eyre::Result<std::time::Duration> {
+    if v.is_finite() && v > 0.0 {
+        Ok(std::time::Duration::from_secs_f64(v))
+    } else {
+        Err(eyre!("{flag} {v}: expected a positive number of seconds"))
+    }
+}
+
 fn update(
     source: &str,
+    fetch: &DownloadOptions,
     probation_minutes: f64,
     max_failures: u32,
     retention_hours: f64,
@@ -553,14 +518,24 @@ fn update(
 ) -> eyre::Result<()> {
     let trusted = trusted_for(reg)?;
     let work = tempfile::tempdir().map_err(|e| eyre!("temporary directory: {e}"))?;
-    let local: PathBuf = if source.starts_with("http://") || source.starts_with("https://") {
-        let file = work.path().join("package.tar");
-        download(source, &file)?;
-        println!("downloaded {source}");
-        file
-    } else {
-        PathBuf::from(source)
-    };
+    // Downloads land in the registry's own directory (same file system, removed when done).
+    let (local, _download): (PathBuf, Option<tempfile::NamedTempFile>) =
+        if source.starts_with("http://") || source.starts_with("https://") {
+            let dir = reg.registry.join(".downloads");
+            std::fs::create_dir_all(&dir).map_err(|e| eyre!("{}: {e}", dir.display()))?;
+            let mut file = tempfile::Builder::new()
+                .prefix("package-")
+                .suffix(".tar")
+                .tempfile_in(&dir)
+                .map_err(|e| eyre!("temporary file in {}: {e}", dir.display()))?;
+            let path = file.path().to_owned();
+            let bytes = download(source, file.as_file_mut(), &path, fetch)
+                .map_err(|e| eyre!("{e}\nthe active model is unchanged"))?;
+            println!("downloaded {source} ({bytes} bytes)");
+            (path, Some(file))
+        } else {
+            (PathBuf::from(source), None)
+        };
     // Authentic first: nothing else is looked at before the signature and checksums hold.
     let package = if local.is_dir() {
         verify(&local, &trusted).map_err(|e| eyre!("refused: {e}"))?;

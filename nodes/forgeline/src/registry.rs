@@ -35,9 +35,13 @@ pub fn kinds() -> Vec<NodeKind> {
     vec![
         entry::<forgeline_node_press_acquisition::PressAcquisition>(),
         entry::<forgeline_node_vibration_features::VibrationFeatures>(),
+        entry::<forgeline_node_camera_acquisition::CameraAcquisition>(),
+        entry::<forgeline_node_image_preprocess::ImagePreprocess>(),
         entry::<forgeline_node_inference::Inference>(),
         entry::<forgeline_node_threshold::ThresholdStage>(),
+        entry::<forgeline_node_drift::Drift>(),
         entry::<forgeline_node_telemetry::Telemetry>(),
+        entry::<forgeline_node_health::HealthNode>(),
         entry::<forgeline_node_plc_output::PlcOutput>(),
         entry::<forgeline_node_plc_sim::PlcSim>(),
         entry::<forgeline_runtime_selftest::Passthrough>(),

@@ -24,6 +24,8 @@ pub mod config;
 pub mod counters;
 pub mod inprocess;
 pub mod latency;
+pub mod observe;
+pub mod otlp;
 mod run;
 pub mod stage;
 

@@ -131,31 +131,41 @@ pub fn run_stage<S: Stage>(
     let mut idle = Idle::Wait;
     let mut last_drop_check = Instant::now();
     let mut fatal: Option<StageError> = None;
+    // An event taken from the queue while gathering a batch for `on_inputs`, handled next.
+    let mut held: Option<Event> = None;
+    let mut observer = crate::observe::Observer::from_dora(S::KIND, &node);
 
     loop {
-        let event = match idle {
-            Idle::Exit => {
-                tracing::info!(node = %node_id, "stage finished; exiting");
-                break;
-            }
-            Idle::Wait => events.recv(),
-            Idle::Spin => match events.try_recv() {
-                Ok(event) => Some(event),
-                Err(TryRecvError::Empty) => {
-                    let result = stage.on_idle(now_ns(), &mut out);
-                    flush(&mut node, &mut out, &mut summary.counters);
-                    match handle(result, &mut summary.counters, node_id, "idle") {
-                        Ok(Some(next)) => idle = next,
-                        Ok(None) => {}
-                        Err(e) => {
-                            fatal = Some(e);
-                            break;
-                        }
-                    }
-                    continue;
+        let event = if let Some(e) = held.take() {
+            Some(e)
+        } else {
+            match idle {
+                Idle::Exit => {
+                    tracing::info!(node = %node_id, "stage finished; exiting");
+                    break;
                 }
-                Err(_) => None,
-            },
+                Idle::Wait => events.recv(),
+                Idle::Spin => match events.try_recv() {
+                    Ok(event) => Some(event),
+                    Err(TryRecvError::Empty) => {
+                        let now = now_ns();
+                        let result = stage.on_idle(now, &mut out);
+                        observer.before_send(&out, now);
+                        observer.maybe_report(&summary.counters, now, false, &mut out);
+                        flush(&mut node, &mut out, &mut summary.counters);
+                        match handle(result, &mut summary.counters, node_id, "idle") {
+                            Ok(Some(next)) => idle = next,
+                            Ok(None) => {}
+                            Err(e) => {
+                                fatal = Some(e);
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    Err(_) => None,
+                },
+            }
         };
         let Some(event) = event else { break };
         let now = now_ns();
@@ -176,7 +186,29 @@ pub fn run_stage<S: Stage>(
                     now_ns: now,
                     sent_ns,
                 };
-                let r = stage.on_input(&input, &mut out);
+                observer.on_input(&port, &data, now, sent_ns);
+                let batch_max = stage.max_input_batch();
+                let r = if batch_max > 1 && !events.is_empty() {
+                    let queued = take_queued(&mut events, &port, batch_max - 1, &mut held);
+                    for (d, s) in &queued {
+                        Counters::bump(&mut summary.counters.received, &port, 1);
+                        observer.on_input(&port, d, now, *s);
+                    }
+                    let mut inputs = vec![input];
+                    inputs.extend(queued.iter().map(|(d, s)| Input {
+                        port: &port,
+                        data: d,
+                        now_ns: now,
+                        sent_ns: *s,
+                    }));
+                    stage.on_inputs(&inputs, &mut out)
+                } else {
+                    stage.on_input(&input, &mut out)
+                };
+                observer.after_input();
+                if !events.is_empty() {
+                    observer.on_queued_arrival();
+                }
                 handle_with_port(r, &mut summary.counters, node_id, &port)
             }
             Event::Stop(_) => {
@@ -231,6 +263,8 @@ pub fn run_stage<S: Stage>(
                 break;
             }
         }
+        observer.before_send(&out, now);
+        observer.maybe_report(&summary.counters, now, false, &mut out);
         flush(&mut node, &mut out, &mut summary.counters);
         if last_drop_check.elapsed() > Duration::from_secs(1) {
             record_drops(&mut events, &mut summary.counters, node_id);
@@ -244,10 +278,40 @@ pub fn run_stage<S: Stage>(
     }
     flush(&mut node, &mut out, &mut summary.counters);
     record_drops(&mut events, &mut summary.counters, node_id);
+    observer.maybe_report(&summary.counters, now_ns(), true, &mut out);
+    flush(&mut node, &mut out, &mut summary.counters);
+    observer.finish();
     match fatal {
         Some(e) => Err(eyre::eyre!("node `{node_id}`: {e}")),
         None => Ok(summary),
     }
+}
+
+/// Takes up to `max` already-queued messages of input `port` (payload, sent time) without
+/// waiting; the first other event taken is kept in `held` for the loop to handle next.
+fn take_queued(
+    events: &mut EventStream,
+    port: &str,
+    max: usize,
+    held: &mut Option<Event>,
+) -> Vec<(ArrayRef, u64)> {
+    let mut queued = Vec::new();
+    while queued.len() < max && held.is_none() {
+        match events.try_recv() {
+            Ok(Event::Input { id, metadata, data }) if id.as_str() == port => {
+                let sent_ns = metadata
+                    .timestamp()
+                    .get_time()
+                    .to_system_time()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                queued.push((data.into_inner(), sent_ns));
+            }
+            Ok(other) => *held = Some(other),
+            Err(_) => break,
+        }
+    }
+    queued
 }
 
 fn upstream<S: Stage>(

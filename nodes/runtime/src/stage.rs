@@ -176,6 +176,29 @@ pub trait Stage: Sized + 'static {
     /// See [`StageError`] for what the runtime does with each class.
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError>;
 
+    /// Most messages of one input the runtime may hand over together through
+    /// [`Stage::on_inputs`] when several are already queued (default 1: one at a time).
+    fn max_input_batch(&self) -> usize {
+        1
+    }
+
+    /// Handles messages of the same input that were already queued, in arrival order (called
+    /// instead of [`Stage::on_input`] only when [`Stage::max_input_batch`] is above 1, e.g. to
+    /// score them in one model run). The default handles them one by one and returns the first
+    /// error after trying all of them.
+    ///
+    /// # Errors
+    /// As for [`Stage::on_input`].
+    fn on_inputs(&mut self, inputs: &[Input<'_>], out: &mut Outbox) -> Result<(), StageError> {
+        let mut first_error = None;
+        for input in inputs {
+            if let Err(e) = self.on_input(input, out) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Called when the event queue is empty and the stage asked to [`Idle::Spin`], or after each
     /// input to ask how to wait next. `now_ns` is wall-clock time.
     ///
