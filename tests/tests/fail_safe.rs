@@ -6,6 +6,8 @@
 use forgeline_tests::{TestGraph, dora_run, free_port, pymodbus_server};
 use serde_yaml::Value;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[test]
@@ -30,17 +32,39 @@ fn strokes_in_the_gap_of_a_crashed_inference_node_get_the_fail_safe_verdict() {
     g.remove_node("plc-sim");
     let graph = g.write().to_path_buf();
 
-    // Kill the inference node (SIGKILL: a crash) a few seconds into the run.
-    let killer = std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(5));
-        Command::new("pkill")
-            .args(["-9", "-f", "release/forgeline node inference"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    });
-    let (ok, out) = dora_run(&graph, tmp.path(), 14);
-    let killed = killer.join().unwrap();
+    // Kill the inference node (SIGKILL: a crash) once the line is demonstrably deciding: after
+    // the first real (not fail-safe) verdict reached the PLC, so a slow start on a loaded machine
+    // cannot be mistaken for the crash gap. The watcher keeps every write for the checks below.
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut writes_seen = Vec::new();
+            let mut killed = false;
+            while !done.load(Ordering::SeqCst) {
+                let Ok(w) = writes.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                if !killed && verdict_block(&w).is_some_and(|(_, flag)| flag == 0) {
+                    // Let a few more strokes be decided, then crash the node.
+                    std::thread::sleep(Duration::from_millis(500));
+                    killed = Command::new("pkill")
+                        .args(["-9", "-f", "release/forgeline node inference"])
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                }
+                writes_seen.push(w);
+            }
+            while let Ok(w) = writes.try_recv() {
+                writes_seen.push(w);
+            }
+            (killed, writes_seen)
+        })
+    };
+    let (ok, out) = dora_run(&graph, tmp.path(), 16);
+    done.store(true, Ordering::SeqCst);
+    let (killed, writes_seen) = watcher.join().unwrap();
     assert!(killed, "no inference process to kill:\n{out}");
     assert!(ok, "dora run failed:\n{out}");
 
@@ -55,18 +79,7 @@ fn strokes_in_the_gap_of_a_crashed_inference_node_get_the_fail_safe_verdict() {
 
     // PLC register block writes at address 0: [verdict, severity, score_hi, score_lo, seq_hi,
     // seq_lo, model, fail_safe]. Fail-safe writes are reject (2) with the fail-safe flag.
-    let mut sequence = Vec::new();
-    while let Ok(w) = writes.try_recv() {
-        let values: Vec<u64> = w["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        if w["address"].as_u64() == Some(0) && values.len() >= 8 {
-            sequence.push((values[0], values[7]));
-        }
-    }
+    let sequence: Vec<(u64, u64)> = writes_seen.iter().filter_map(verdict_block).collect();
     // Strokes acquired while the line was still starting (model loading, warm-up) may already
     // get the fail-safe on a loaded machine: that is correct, and not what this test is about.
     // Look for real verdicts, then fail-safes in the crash gap, then real verdicts again.
@@ -85,4 +98,15 @@ fn strokes_in_the_gap_of_a_crashed_inference_node_get_the_fail_safe_verdict() {
         sequence[gap..].iter().any(|&(_, flag)| flag == 0),
         "verdicts must resume after the restart: {sequence:?}"
     );
+}
+
+/// `(verdict, fail_safe flag)` of a register block write at address 0: `[verdict, severity,
+/// score_hi, score_lo, seq_hi, seq_lo, model, fail_safe]`; `None` for any other write.
+fn verdict_block(w: &serde_json::Value) -> Option<(u64, u64)> {
+    let values: Vec<u64> = w["values"]
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    (w["address"].as_u64() == Some(0) && values.len() >= 8).then(|| (values[0], values[7]))
 }
