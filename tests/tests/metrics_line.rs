@@ -15,7 +15,6 @@ use support::{Exposition, Line, scrape, wait_for};
 const STROKES: usize = 26;
 
 #[test]
-#[ignore = "idle nodes report only on their next event (the recv_timeout wake-up lost messages and was reverted); run with --ignored"]
 fn scraped_metrics_agree_with_the_decision_log() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("strokes");

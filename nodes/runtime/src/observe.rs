@@ -21,6 +21,10 @@ pub const REPORT_CODE: &str = "node_report";
 pub const REPORT_COMPONENT: &str = "runtime";
 /// Environment variable: ms between two counter reports (default 1000; 0 disables them).
 pub const REPORT_INTERVAL_ENV: &str = "FORGELINE_REPORT_INTERVAL_MS";
+/// An input with this id (mapped from a dora timer, e.g. `report_tick: dora/timer/secs/1`) only
+/// wakes the runtime so an idle node still sends its report (liveness); the stage never sees it.
+/// dora 1.1's `recv_timeout` cannot do this: cancelling its wait lost input messages under load.
+pub const REPORT_TICK_INPUT: &str = "report_tick";
 
 /// Bucket upper bounds (ms) shared by every latency histogram of forgeline.
 pub const LATENCY_BUCKETS_MS: [f64; 13] = [
@@ -368,18 +372,6 @@ impl Observer {
         }
     }
 
-    /// How long the event loop may block before the next report is due (`None`: no reports,
-    /// block as long as it likes).
-    pub fn report_wait(&self, now_ns: u64) -> Option<std::time::Duration> {
-        if !self.has_health || self.interval_ns == 0 {
-            return None;
-        }
-        let due = self.last_report_ns.saturating_add(self.interval_ns);
-        Some(std::time::Duration::from_nanos(
-            due.saturating_sub(now_ns).max(1_000_000),
-        ))
-    }
-
     /// Queues a [`NodeReport`] on the `health` port when the node has one and the interval has
     /// passed (always when `force`, e.g. at stop).
     pub fn maybe_report(
@@ -416,12 +408,6 @@ impl Observer {
             e.shutdown();
         }
     }
-}
-
-/// Whether a dora `Event::Error` text is `recv_timeout`'s timeout (dora 1.1 reports it as an
-/// error event with this prefix).
-pub fn is_recv_timeout(error: &str) -> bool {
-    error.starts_with("Timeout event stream error")
 }
 
 /// Input id → feeding node id (`None` for timers and other dora built-ins), from the input

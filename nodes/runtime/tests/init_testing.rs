@@ -173,3 +173,35 @@ fn internal_error_ends_the_node_with_its_reason() {
     assert!(err.contains("seq 666"), "{err}");
     assert!(err.contains("gate"), "{err}");
 }
+
+#[test]
+fn report_tick_only_wakes_the_runtime_and_never_reaches_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write_ipc(dir.path(), "ok.arrow", &wave(1, 0.5));
+    let tick = || InputData::JsonObject {
+        data: serde_json::json!([0]),
+        data_type: None,
+    };
+    let events = vec![
+        input_event(0.0, forgeline_runtime::observe::REPORT_TICK_INPUT, tick()),
+        input_event(0.01, "waveform", file(ok)),
+        input_event(0.02, forgeline_runtime::observe::REPORT_TICK_INPUT, tick()),
+        TimedIncomingEvent {
+            time_offset_secs: 0.05,
+            event: IncomingEvent::Stop,
+        },
+    ];
+    let (result, ids) = run(events);
+    let summary = result.unwrap();
+    // Handed to the Gate, a tick (not a Waveform) would be an input error.
+    assert_eq!(summary.counters.errors.get("input"), None);
+    assert_eq!(summary.counters.received.get("waveform"), Some(&1));
+    assert_eq!(
+        summary
+            .counters
+            .received
+            .get(forgeline_runtime::observe::REPORT_TICK_INPUT),
+        None
+    );
+    assert_eq!(ids, vec!["waveform"]);
+}
