@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 const PROFILE: &str = "x86_64-cpu";
 /// Strokes replayed (20 strokes/s: about 15 s of line time).
 const STROKES: usize = 300;
-const FIRST_SEQ: u64 = 7000;
 /// Decisions logged before the new version is activated.
 const ACTIVATE_AFTER: usize = 20;
 
@@ -123,8 +122,6 @@ fn activating_a_new_version_mid_run_switches_at_one_seq_without_losing_a_stroke(
         "11",
         "--normal",
         &STROKES.to_string(),
-        "--first-seq",
-        &FIRST_SEQ.to_string(),
     ]);
     assert!(ok, "simulate: {out}{err}");
 
@@ -215,7 +212,12 @@ fn activating_a_new_version_mid_run_switches_at_one_seq_without_losing_a_stroke(
     let first = *by_seq.keys().next().unwrap();
     let last = *by_seq.keys().next_back().unwrap();
     let missing: Vec<u64> = (first..=last).filter(|s| !by_seq.contains_key(s)).collect();
-    assert!(missing.is_empty(), "lost strokes {missing:?}\n{out}");
+    assert!(
+        missing.is_empty(),
+        "lost strokes {missing:?} (a node restarted by dora mid-run, e.g. killed by another \
+         test's `pkill`? {})\n{out}",
+        out.contains("node restarted by dora")
+    );
     assert_eq!(
         by_seq.len(),
         STROKES,
