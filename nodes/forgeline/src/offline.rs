@@ -137,32 +137,80 @@ pub fn score(
     if graph.node_of_kind("camera-acquisition").is_some() {
         return optical::score_images(&graph, model, inputs, out);
     }
-    let inputs = absolute(inputs)?;
+    let replay = replay_config(&graph, absolute(inputs)?)?;
+    score_items(&graph, model, out, "stroke", false, move || {
+        let mut source = ReplaySource::new(replay).map_err(|e| eyre!("{e}"))?;
+        Ok(Box::new(std::iter::from_fn(move || {
+            Some(
+                source
+                    .next_stroke()?
+                    .map(|stroke| {
+                        let now = now_ns();
+                        OfflineItem {
+                            file: stroke.source.clone(),
+                            seq: stroke.seq,
+                            port: "waveform",
+                            batch: Waveform::to_batch(&[stroke.into_waveform("replay", now)]),
+                            now,
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+            )
+        })))
+    })
+}
+
+/// One recording fed to the graph's acquisition output by the offline tools.
+pub(crate) struct OfflineItem {
+    /// The file it came from (reported per line and in errors).
+    pub file: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The acquisition node's output port it is published on.
+    pub port: &'static str,
+    /// The message.
+    pub batch: forgeline_schemas::arrow::record_batch::RecordBatch,
+    /// Its acquisition time.
+    pub now: u64,
+}
+
+/// The items of one offline run, or the reason one could not be read (reported, then skipped).
+pub(crate) type OfflineItems = Box<dyn Iterator<Item = Result<OfflineItem, String>>>;
+
+/// The loop shared by `forgeline score` for every line: builds the graph's stages in-process
+/// (inside the graph's directory, so its relative paths hold), publishes each item on the
+/// acquisition node, and writes one JSON line per item `{"file","seq","score",["label",]
+/// "decision","severity","reason","model_version"}`. A bad item is named on stderr and skipped.
+pub(crate) fn score_items(
+    graph: &Graph,
+    model: Option<&Path>,
+    out: &Path,
+    noun: &str,
+    with_label: bool,
+    items: impl FnOnce() -> eyre::Result<OfflineItems>,
+) -> eyre::Result<()> {
     let model = model.map(std::path::absolute).transpose()?;
     let out = std::path::absolute(out)?;
     let mut writer = BufWriter::new(
         std::fs::File::create(&out).wrap_err_with(|| format!("cannot create {}", out.display()))?,
     );
-    let replay = replay_config(&graph, inputs)?;
     let (scored, errors) = in_dir(&graph.dir(), || {
-        let (mut g, acquisition) = build_offline(&graph, model.as_deref())?;
-        let mut source = ReplaySource::new(replay).map_err(|e| eyre!("{e}"))?;
+        let (mut g, acquisition) = build_offline(graph, model.as_deref())?;
         let (mut scored, mut errors) = (0u64, 0u64);
-        while let Some(next) = source.next_stroke() {
-            let stroke = match next {
-                Ok(s) => s,
+        for next in items()? {
+            let item = match next {
+                Ok(item) => item,
                 Err(e) => {
                     eprintln!("error: {e}");
                     errors += 1;
                     continue;
                 }
             };
-            let file = stroke.source.clone();
-            let seq = stroke.seq;
-            let now = now_ns();
-            let batch = Waveform::to_batch(&[stroke.into_waveform("replay", now)]);
+            let file = item.file;
             let mut emitted = Vec::new();
-            if let Err((node, e)) = g.publish(&acquisition, "waveform", batch, now, &mut emitted) {
+            if let Err((node, e)) =
+                g.publish(&acquisition, item.port, item.batch, item.now, &mut emitted)
+            {
                 eprintln!("error: {file}: node `{node}`: {e}");
                 errors += 1;
                 continue;
@@ -177,20 +225,23 @@ pub fn score(
                 }
             }
             let Some(decision) = decision else {
-                eprintln!("error: {file}: the graph produced no decision for this stroke");
+                eprintln!("error: {file}: the graph produced no decision for this {noun}");
                 errors += 1;
                 continue;
             };
-            let s = score.map_or(decision.score, |s| s.score);
-            let line = serde_json::json!({
+            let s = score.as_ref().map_or(decision.score, |s| s.score);
+            let mut line = serde_json::json!({
                 "file": file,
-                "seq": seq,
+                "seq": item.seq,
                 "score": if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null },
                 "decision": decision.verdict.as_str(),
                 "severity": decision.severity.as_str(),
                 "reason": decision.reason,
                 "model_version": decision.model_version,
             });
+            if with_label {
+                line["label"] = serde_json::json!(score.map(|s| s.label));
+            }
             writeln!(writer, "{line}")?;
             scored += 1;
         }
@@ -198,7 +249,7 @@ pub fn score(
     })?;
     writer.flush()?;
     eprintln!(
-        "scored {scored} stroke(s), {errors} error(s) -> {}",
+        "scored {scored} {noun}(s), {errors} error(s) -> {}",
         out.display()
     );
     if scored == 0 && errors > 0 {
@@ -421,15 +472,15 @@ pub fn evaluate(dataset: &Path, preds: &Path) -> eyre::Result<Evaluation> {
 /// The optical line's offline tools: `score` on images, `train optical`, and `evaluate` against
 /// an optical dataset's manifest.
 pub mod optical {
-    use super::{InProcessGraph, absolute, build_offline, python_tools};
-    use crate::graph::{Graph, in_dir};
+    use super::{OfflineItem, absolute, python_tools, score_items};
+    use crate::graph::Graph;
     use eyre::{WrapErr, bail, eyre};
     use forgeline_node_camera_acquisition::forgeline_vision::{
         self as vision, Camera, DType, Layout, PreprocessConfig, Preprocessor, ReplayCamera,
         ReplayConfig, ResizeMode,
     };
     use forgeline_runtime::now_ns;
-    use forgeline_schemas::{Decision, Frame, Score};
+    use forgeline_schemas::Frame;
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufWriter, Write};
     use std::path::{Path, PathBuf};
@@ -448,78 +499,27 @@ pub mod optical {
         out: &Path,
     ) -> eyre::Result<()> {
         let inputs = absolute(inputs)?;
-        let model = model.map(std::path::absolute).transpose()?;
-        let out = std::path::absolute(out)?;
-        let mut writer = BufWriter::new(
-            std::fs::File::create(&out)
-                .wrap_err_with(|| format!("cannot create {}", out.display()))?,
-        );
-        let (scored, errors) = in_dir(&graph.dir(), || {
-            let (mut g, acquisition): (InProcessGraph, String) =
-                build_offline(graph, model.as_deref())?;
-            let mut camera = ReplayCamera::new(ReplayConfig::from_paths(inputs.clone()))
-                .map_err(|e| eyre!("{e}"))?;
-            let (mut scored, mut errors) = (0u64, 0u64);
-            while let Some(next) = camera.next_frame() {
-                let raw = match next {
-                    Ok(raw) => raw,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        errors += 1;
-                        continue;
-                    }
-                };
-                let file = raw.source.clone();
-                let seq = raw.seq;
-                let now = now_ns();
-                let batch = Frame::to_batch(&[raw.into_frame("replay", now)]);
-                let mut emitted = Vec::new();
-                if let Err((node, e)) = g.publish(&acquisition, "frame", batch, now, &mut emitted) {
-                    eprintln!("error: {file}: node `{node}`: {e}");
-                    errors += 1;
-                    continue;
-                }
-                let mut score = None;
-                let mut decision = None;
-                for (_, port, batch) in &emitted {
-                    match port.as_str() {
-                        "score" => score = Score::try_from_batch(batch)?.into_iter().next(),
-                        "decision" => {
-                            decision = Decision::try_from_batch(batch)?.into_iter().next();
-                        }
-                        _ => {}
-                    }
-                }
-                let Some(decision) = decision else {
-                    eprintln!("error: {file}: the graph produced no decision for this image");
-                    errors += 1;
-                    continue;
-                };
-                let s = score.as_ref().map_or(decision.score, |s| s.score);
-                let line = serde_json::json!({
-                    "file": file,
-                    "seq": seq,
-                    "score": if s.is_finite() { serde_json::json!(s) } else { serde_json::Value::Null },
-                    "label": score.as_ref().map(|s| s.label.clone()),
-                    "decision": decision.verdict.as_str(),
-                    "severity": decision.severity.as_str(),
-                    "reason": decision.reason,
-                    "model_version": decision.model_version,
-                });
-                writeln!(writer, "{line}")?;
-                scored += 1;
-            }
-            Ok((scored, errors))
-        })?;
-        writer.flush()?;
-        eprintln!(
-            "scored {scored} image(s), {errors} error(s) -> {}",
-            out.display()
-        );
-        if scored == 0 && errors > 0 {
-            bail!("nothing could be scored");
-        }
-        Ok(())
+        score_items(graph, model, out, "image", true, move || {
+            let mut camera =
+                ReplayCamera::new(ReplayConfig::from_paths(inputs)).map_err(|e| eyre!("{e}"))?;
+            Ok(Box::new(std::iter::from_fn(move || {
+                Some(
+                    camera
+                        .next_frame()?
+                        .map(|raw| {
+                            let now = now_ns();
+                            OfflineItem {
+                                file: raw.source.clone(),
+                                seq: raw.seq,
+                                port: "frame",
+                                batch: Frame::to_batch(&[raw.into_frame("replay", now)]),
+                                now,
+                            }
+                        })
+                        .map_err(|e| e.to_string()),
+                )
+            })))
+        })
     }
 
     /// Writes a `.npy` file (format 1.0, C order) of `dims` from raw little-endian `bytes`.
