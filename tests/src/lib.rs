@@ -84,13 +84,33 @@ pub fn run_forgeline(args: &[&str], cwd: &Path) -> (bool, String, String) {
 /// A pymodbus TCP server (not ours) on `port`; each write request it receives arrives on the
 /// returned channel as a JSON value `{"fc", "address", "values"}`.
 pub fn pymodbus_server(port: u16) -> (Guard, mpsc::Receiver<serde_json::Value>) {
-    let script = root().join("operators/plc/tests/pymodbus_peer.py");
+    python_peer(
+        "operators/plc/tests/pymodbus_peer.py",
+        port,
+        Stdio::inherit(),
+        |v| v,
+        Duration::from_secs(20),
+        "pymodbus server did not start within 20 s",
+    )
+}
+
+/// Starts a python test peer `<script> server --port <port>` that prints `READY` once it
+/// listens, then one JSON object per event on stdout; each one, passed through `pick`, arrives on
+/// the returned channel. Panics with `not_ready` if `READY` does not come within `ready_within`.
+fn python_peer(
+    script: &str,
+    port: u16,
+    stderr: Stdio,
+    pick: fn(serde_json::Value) -> serde_json::Value,
+    ready_within: Duration,
+    not_ready: &str,
+) -> (Guard, mpsc::Receiver<serde_json::Value>) {
     let mut child = Command::new(python())
-        .arg(&script)
+        .arg(root().join(script))
         .args(["server", "--port", &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -101,16 +121,14 @@ pub fn pymodbus_server(port: u16) -> (Guard, mpsc::Receiver<serde_json::Value>) 
             if line.starts_with("READY") {
                 let _ = ready_tx.send(());
             } else if let Ok(v) = serde_json::from_str(&line)
-                && tx.send(v).is_err()
+                && tx.send(pick(v)).is_err()
             {
                 break;
             }
         }
     });
     let guard = Guard(child);
-    ready_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("pymodbus server did not start within 20 s");
+    ready_rx.recv_timeout(ready_within).expect(not_ready);
     (guard, rx)
 }
 
@@ -233,32 +251,12 @@ pub fn manifest(dir: &Path) -> std::collections::BTreeMap<String, String> {
 /// (`operators/plc/tests/asyncua_peer.py`); each Write call it receives arrives on the returned
 /// channel as a JSON array of `{"node", "value", "status"}`.
 pub fn asyncua_server(port: u16) -> (Guard, mpsc::Receiver<serde_json::Value>) {
-    let script = root().join("operators/plc/tests/asyncua_peer.py");
-    let mut child = Command::new(python())
-        .arg(&script)
-        .args(["server", "--port", &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("READY") {
-                let _ = ready_tx.send(());
-            } else if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && tx.send(v["writes"].clone()).is_err()
-            {
-                break;
-            }
-        }
-    });
-    let guard = Guard(child);
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("asyncua server did not start within 30 s (pip install -r operators/plc/requirements-test.txt)");
-    (guard, rx)
+    python_peer(
+        "operators/plc/tests/asyncua_peer.py",
+        port,
+        Stdio::null(),
+        |v| v["writes"].clone(),
+        Duration::from_secs(30),
+        "asyncua server did not start within 30 s (pip install -r operators/plc/requirements-test.txt)",
+    )
 }
