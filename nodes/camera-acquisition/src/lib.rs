@@ -1,6 +1,8 @@
 //! `camera-acquisition`: turns a [`Camera`] (the seeded part-surface simulator, or a folder of
-//! PNG/JPEG/TIFF images) into `frame` messages, one frame per message (one shared-memory sample
-//! per frame; receivers read the pixels in place with `forgeline_schemas::frame::pixels`).
+//! PNG/JPEG/TIFF images) into `frame` messages, one frame per message. Under dora each frame is
+//! written in place into its own shared-memory sample (`Outbox::send_frame`, the wire form of
+//! `forgeline_schemas::frame::wire`: the pixels are copied once, from the simulator's or the
+//! decoder's buffer into the sample, and never after); receivers read them in place.
 //! Paced by a dora timer (`pace: { fps: 10 }`) or as fast as the line takes them (`fps: max`).
 //! A bad image (corrupt, truncated, unsupported format, wrong channel count) is reported by file
 //! name on `health` and in the log, and the next image plays: the line keeps running.
@@ -9,6 +11,7 @@ use forgeline_acquisition::{Pacer, Rate};
 use forgeline_runtime::{
     ConfigProblem, Idle, InitContext, Input, Outbox, Stage, StageError, Validate,
 };
+use forgeline_schemas::frame::wire::FrameHeader;
 use forgeline_schemas::{Correlation, Health, HealthLevel};
 use forgeline_vision::{Camera, CameraConfig, SimulatedCameraConfig};
 use serde::Deserialize;
@@ -192,10 +195,30 @@ impl CameraAcquisition {
                     });
                 }
                 Some(Ok(raw)) => {
-                    let frame = raw.into_frame(self.asset_id.clone(), now_ns);
-                    tracing::debug!(asset = %frame.key.asset_id, seq = frame.key.seq, source = %frame.source, "frame");
-                    // One message per frame: one shared-memory sample each.
-                    out.send("frame", std::slice::from_ref(&frame));
+                    let header = FrameHeader {
+                        key: Correlation::new(self.asset_id.clone(), raw.seq, now_ns),
+                        width: raw.width,
+                        height: raw.height,
+                        channels: raw.channels,
+                        encoding: forgeline_vision::encoding(raw.channels).to_owned(),
+                        source: raw.source,
+                    };
+                    if header.pixel_len() != Some(raw.data.len()) {
+                        self.bad_images += 1;
+                        tracing::warn!(node = %self.node_id, source = %header.source, bytes = raw.data.len(),
+                            "skipped a frame: {} pixel bytes for {} x {} x {}", raw.data.len(), raw.width, raw.height, raw.channels);
+                        continue;
+                    }
+                    tracing::debug!(asset = %header.key.asset_id, seq = header.key.seq, source = %header.source, "frame");
+                    // One message per frame, its pixels copied once from the source's buffer
+                    // straight into the shared-memory sample that travels (in place under dora).
+                    if let Err(e) =
+                        out.send_frame("frame", &header, |px| px.copy_from_slice(&raw.data))
+                    {
+                        self.bad_images += 1;
+                        tracing::warn!(node = %self.node_id, source = %header.source, "skipped a frame: {e}");
+                        continue;
+                    }
                     self.frames += 1;
                     sent += 1;
                 }

@@ -10,6 +10,9 @@
 //!   `UInt64` payload of the size of a waveform message, each relay forwards a payload of the
 //!   size the matching stage sends and writes its send time into the payload, the sink prints
 //!   `BENCH-BARE {json}` with each hop's latency.
+//! - `frame-source`: a forgeline [`Stage`] sending one grey frame of `bytes` pixels per tick
+//!   through the runtime's in-place path (`Outbox::send_frame`), its acquisition time taken
+//!   just before the send; `bare-sink` reads it like a bare payload (for the frame-hop bench).
 //! - `multi-press`: the seeded press simulator for N presses interleaved in one acquisition
 //!   node (each at `rate` strokes/min, its own seed and asset id `press-001`…), for the
 //!   multi-asset runs. A forgeline [`Stage`], like `press-acquisition`.
@@ -23,7 +26,7 @@ use forgeline_runtime::{
     ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate, now_ns,
 };
 use forgeline_schemas::Waveform;
-use forgeline_schemas::arrow::array::{Array, UInt64Array};
+use forgeline_schemas::arrow::array::{Array, UInt8Array, UInt64Array};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
@@ -37,6 +40,10 @@ pub const BARE_MARK: &str = "BENCH-BARE ";
 pub const BARE_BYTES_ENV: &str = "FORGELINE_BENCH_BYTES";
 /// Environment variable with the bare node's position in the chain (relay 1, 2, 3…).
 pub const BARE_INDEX_ENV: &str = "FORGELINE_BENCH_INDEX";
+/// Environment variable: `1` makes the bare source write its payload in place into the
+/// shared-memory sample (`send_output_raw`, a `UInt8` payload) instead of sending a `UInt64`
+/// array (one copy into the sample).
+pub const BARE_RAW_ENV: &str = "FORGELINE_BENCH_RAW";
 /// Environment variable with the bare source's rate in items per minute.
 pub const BARE_RATE_ENV: &str = "FORGELINE_BENCH_RATE";
 
@@ -51,8 +58,9 @@ pub fn run(kind: &str) -> eyre::Result<()> {
         "bare-relay" => bare_relay(),
         "bare-sink" => bare_sink(),
         "multi-press" => forgeline_runtime::run_node::<MultiPress>(),
+        "frame-source" => forgeline_runtime::run_node::<FrameSource>(),
         other => Err(eyre!(
-            "unknown bench node `{other}` (kinds: probe, bare-source, bare-relay, bare-sink, multi-press)"
+            "unknown bench node `{other}` (kinds: probe, bare-source, bare-relay, bare-sink, multi-press, frame-source)"
         )),
     }
 }
@@ -233,9 +241,27 @@ fn bare_source() -> eyre::Result<()> {
     let (mut node, mut events) =
         DoraNode::init_from_env().map_err(|e| eyre!("bare-source: cannot connect to dora: {e}"))?;
     let mut seq = 0u64;
+    let raw = std::env::var_os(BARE_RAW_ENV).is_some_and(|v| v == "1");
+    let len = words(bytes) * 8;
     let mut payload = vec![0u64; words(bytes)];
     while let Some(event) = events.recv() {
         match event {
+            Event::Input { .. } if raw => {
+                for _ in 0..pacer.due(now_ns()) {
+                    seq += 1;
+                    // Written in place into the shared-memory sample: no payload copy.
+                    node.send_output_raw(
+                        "out".to_owned().into(),
+                        MetadataParameters::default(),
+                        len,
+                        |buf| {
+                            buf[..8].copy_from_slice(&seq.to_le_bytes());
+                            buf[8..16].copy_from_slice(&now_ns().to_le_bytes());
+                        },
+                    )
+                    .map_err(|e| eyre!("bare-source: send failed: {e}"))?;
+                }
+            }
             Event::Input { .. } => {
                 for _ in 0..pacer.due(now_ns()) {
                     seq += 1;
@@ -310,10 +336,27 @@ fn bare_sink() -> eyre::Result<()> {
                 }
                 let now = now_ns();
                 let array = data.into_inner();
-                let Some(input) = array.as_any().downcast_ref::<UInt64Array>() else {
+                let raw_words: Vec<u64>;
+                let v: &[u64] = if let Some(input) = array.as_any().downcast_ref::<UInt64Array>() {
+                    input.values()
+                } else if let Some(frame) = array
+                    .as_any()
+                    .downcast_ref::<UInt8Array>()
+                    .and_then(|b| forgeline_schemas::frame::wire::parse(b.values()).ok())
+                {
+                    // An in-place frame from `frame-source`: its seq and acquisition time.
+                    raw_words = vec![frame.seq, frame.acq_time_ns];
+                    &raw_words
+                } else if let Some(bytes) = array.as_any().downcast_ref::<UInt8Array>() {
+                    // A raw source's payload: the words of interest, little-endian.
+                    raw_words = bytes.values()[..bytes.len().min(8 * (relays + 2))]
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                        .collect();
+                    &raw_words
+                } else {
                     continue;
                 };
-                let v = input.values();
                 if v.len() < relays + 2 {
                     continue;
                 }
@@ -451,6 +494,70 @@ impl Stage for MultiPress {
                     out.send("waveform", &[row]);
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// Configuration of the `frame-source` bench node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrameSourceConfig {
+    /// Pixels per frame (a `bytes x 1` grey frame; default 4 MiB).
+    pub bytes: u32,
+    /// Frames per tick (default 1).
+    pub per_tick: u32,
+}
+
+impl Default for FrameSourceConfig {
+    fn default() -> Self {
+        Self {
+            bytes: 4 * 1024 * 1024,
+            per_tick: 1,
+        }
+    }
+}
+
+impl Validate for FrameSourceConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.bytes == 0 {
+            problems.push(ConfigProblem {
+                field: "bytes".into(),
+                reason: "expected at least 1 pixel".into(),
+            });
+        }
+        problems
+    }
+}
+
+/// Sends frames through the forgeline runtime's in-place path (see the module doc).
+pub struct FrameSource {
+    config: FrameSourceConfig,
+    seq: u64,
+}
+
+impl Stage for FrameSource {
+    type Config = FrameSourceConfig;
+    const KIND: &'static str = "frame-source";
+
+    fn new(config: FrameSourceConfig, _ctx: &InitContext) -> eyre::Result<Self> {
+        Ok(Self { config, seq: 0 })
+    }
+
+    fn on_input(&mut self, _input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
+        for _ in 0..self.config.per_tick {
+            self.seq += 1;
+            let header = forgeline_schemas::frame::wire::FrameHeader {
+                key: forgeline_schemas::Correlation::new("bench", self.seq, now_ns()),
+                width: self.config.bytes,
+                height: 1,
+                channels: 1,
+                encoding: "mono8".into(),
+                source: "bench".into(),
+            };
+            // The pixels a camera would write in place; the hop is measured from here.
+            out.send_frame("frame", &header, |px| px[0] = 1)?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! size (the outgoing Arrow message is the only per-frame allocation).
 
 use forgeline_inference::{ModelDir, PreprocessMeta, ResizeKind};
+use forgeline_runtime::arrow::array::{Array, UInt8Array};
 use forgeline_runtime::columns::{Header, u32s};
 use forgeline_runtime::{ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate};
 use forgeline_schemas::{Frame, Tensor, frame};
@@ -235,6 +236,21 @@ impl Stage for ImagePreprocess {
     }
 
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
+        // The in-place form (under dora, from `camera-acquisition`): one frame per payload.
+        if let Some(bytes) = input.data.as_any().downcast_ref::<UInt8Array>() {
+            let frame = frame::wire::parse(bytes.values()).map_err(|mut e| {
+                e.reason = format!("on input `{}`: {}", input.port, e.reason);
+                e
+            })?;
+            let view = FrameRef {
+                width: frame.width,
+                height: frame.height,
+                channels: frame.channels,
+                data: frame.pixels,
+                source: frame.source,
+            };
+            return self.send_tensor(&view, frame.key(), out);
+        }
         let batch = input.batch::<Frame>()?;
         let header = Header::of(&batch, frame::NAME)?;
         let widths = u32s(&batch, frame::NAME, "width")?;
@@ -249,16 +265,29 @@ impl Stage for ImagePreprocess {
                 data: frame::pixels(&batch, row)?,
                 source: header.source(row),
             };
-            let shape = self
-                .preprocessor
-                .run(&view, &mut self.row.data)
-                .map_err(|e| StageError::Input(e.to_string()))?;
-            debug_assert_eq!(self.row.shape, shape.dims());
-            self.row.key = header.key(row);
-            self.row.source.clear();
-            self.row.source.push_str(view.source);
-            out.send("tensor", std::slice::from_ref(&self.row));
+            self.send_tensor(&view, header.key(row), out)?;
         }
+        Ok(())
+    }
+}
+
+impl ImagePreprocess {
+    /// Preprocesses one frame into the reused tensor row and queues it on `tensor`.
+    fn send_tensor(
+        &mut self,
+        view: &FrameRef<'_>,
+        key: forgeline_schemas::Correlation,
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
+        let shape = self
+            .preprocessor
+            .run(view, &mut self.row.data)
+            .map_err(|e| StageError::Input(e.to_string()))?;
+        debug_assert_eq!(self.row.shape, shape.dims());
+        self.row.key = key;
+        self.row.source.clear();
+        self.row.source.push_str(view.source);
+        out.send("tensor", std::slice::from_ref(&self.row));
         Ok(())
     }
 }
@@ -339,6 +368,48 @@ mod tests {
         assert_eq!(values.len(), 8 * 4 * 3);
         // (1.0 - 0.5) / 0.25 = 2 everywhere.
         assert!(values.iter().all(|v| (v - 2.0).abs() < 1e-5), "{values:?}");
+    }
+
+    fn run_in_place(
+        stage: &mut ImagePreprocess,
+        payload: &[u8],
+    ) -> Result<Vec<Tensor>, StageError> {
+        let data: ArrayRef = Arc::new(UInt8Array::from(payload.to_vec()));
+        let input = Input {
+            port: "frame",
+            data: &data,
+            now_ns: 0,
+            sent_ns: 0,
+        };
+        let mut out = Outbox::default();
+        stage.on_input(&input, &mut out)?;
+        Ok(out
+            .take()
+            .into_iter()
+            .flat_map(|(_, b)| Tensor::try_from_batch(&b).unwrap())
+            .collect())
+    }
+
+    #[test]
+    fn the_in_place_form_gives_the_same_tensor_as_the_record_batch() {
+        let config = parse_config::<Config>(Some("width: 8\nheight: 8\n"), "t", "p").unwrap();
+        let mut stage = ImagePreprocess::new(config, &ctx()).unwrap();
+        let mut f = frame(16, 12, 3, 0, "part_9.png");
+        for (i, p) in f.data.iter_mut().enumerate() {
+            *p = u8::try_from(i % 251).unwrap();
+        }
+        let from_batch = run(&mut stage, &f).unwrap();
+        let payload = frame::wire::encode(&f).unwrap();
+        let in_place = run_in_place(&mut stage, &payload).unwrap();
+        assert_eq!(in_place, from_batch);
+        assert_eq!(in_place[0].key, f.key);
+        // A truncated payload is refused, naming the field and the input.
+        let e = run_in_place(&mut stage, &payload[..payload.len() - 3]).unwrap_err();
+        assert!(
+            e.to_string().contains("field `data`") || e.to_string().contains("data"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("input `frame`"), "{e}");
     }
 
     #[test]

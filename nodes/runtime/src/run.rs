@@ -126,7 +126,7 @@ pub fn run_stage<S: Stage>(
     mut stage: S,
     node_id: &str,
 ) -> eyre::Result<RunSummary> {
-    let mut out = Outbox::default();
+    let mut out = Outbox::with_allocator(node.sample_allocator());
     let mut summary = RunSummary::default();
     let mut idle = Idle::Wait;
     let mut last_drop_check = Instant::now();
@@ -368,6 +368,28 @@ fn handle(
 }
 
 fn flush(node: &mut DoraNode, out: &mut Outbox, counters: &mut Counters) {
+    flush_batches(node, out, counters);
+    for (port, sample) in out.samples.drain(..) {
+        // The sample already holds a complete `UInt8` Arrow IPC stream (`Outbox::send_frame`).
+        let mut parameters = MetadataParameters::default();
+        parameters.insert(
+            dora_node_api::metadata::FRAMING.to_owned(),
+            dora_node_api::Parameter::String(dora_node_api::metadata::FRAMING_ARROW_IPC.to_owned()),
+        );
+        match node.send_output_sample(port.clone().into(), parameters, Some(sample)) {
+            Ok(()) => {
+                Counters::bump(&mut counters.sent, &port, 1);
+                Counters::bump(&mut counters.rows_sent, &port, 1);
+            }
+            Err(e) => {
+                counters.send_failures += 1;
+                tracing::warn!(port, "send failed: {e}");
+            }
+        }
+    }
+}
+
+fn flush_batches(node: &mut DoraNode, out: &mut Outbox, counters: &mut Counters) {
     for (port, batch) in out.pending.drain(..) {
         let rows = batch.num_rows() as u64;
         let array: ArrayRef = Arc::new(forgeline_schemas::to_struct_array(&batch));

@@ -4,7 +4,8 @@
 use crate::config::Validate;
 use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
-use forgeline_schemas::{Health, Message, SchemaMismatch, arrow};
+use forgeline_schemas::frame::wire::FrameHeader;
+use forgeline_schemas::{Frame, Health, Message, SchemaMismatch, arrow};
 use serde::de::DeserializeOwned;
 
 /// How bad an error on one message is (Arroyo-style error domains).
@@ -92,12 +93,43 @@ impl Input<'_> {
 }
 
 /// Messages a stage wants sent, flushed by the runtime after each call.
-#[derive(Debug, Default)]
+///
+/// Record batches are copied once into dora's shared-memory sample when flushed. Frames sent with
+/// [`Outbox::send_frame`] under dora are written in place into the sample instead (see
+/// [`forgeline_schemas::frame::wire`]): the pixels are never copied between the camera and the
+/// receiver.
+#[derive(Default)]
 pub struct Outbox {
     pub(crate) pending: Vec<(String, RecordBatch)>,
+    /// Samples already holding their complete Arrow IPC payload (in-place frames).
+    pub(crate) samples: Vec<(String, dora_node_api::DataSample)>,
+    /// dora's sample allocator when the stage runs under dora; without it `send_frame` falls
+    /// back to a [`Frame`] record batch.
+    allocator: Option<dora_node_api::SampleAllocator>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("pending", &self.pending.len())
+            .field("samples", &self.samples.len())
+            .field("in_place", &self.allocator.is_some())
+            .finish()
+    }
 }
 
 impl Outbox {
+    /// An outbox whose [`Outbox::send_frame`] writes frames in place into samples from
+    /// `allocator` (the runtime builds one from the dora node; tests may pass
+    /// `SampleAllocator::heap()`).
+    #[must_use]
+    pub fn with_allocator(allocator: dora_node_api::SampleAllocator) -> Self {
+        Self {
+            allocator: Some(allocator),
+            ..Self::default()
+        }
+    }
+
     /// Queues a record batch on output `port`.
     pub fn send_batch(&mut self, port: &str, batch: RecordBatch) {
         self.pending.push((port.to_owned(), batch));
@@ -108,6 +140,61 @@ impl Outbox {
         if !rows.is_empty() {
             self.send_batch(port, M::to_batch(rows));
         }
+    }
+
+    /// Queues one frame on output `port`: `fill` writes its `width * height * channels` pixel
+    /// bytes. Under dora they are written straight into the shared-memory sample that travels
+    /// (the in-place form of [`forgeline_schemas::frame::wire`]: no copy of the pixels after
+    /// `fill`); without dora (in-process runs, tests) the frame is queued as a [`Frame`] record
+    /// batch. Frames keep their order on a port; against batches on other ports they are sent
+    /// after the batches queued in the same call.
+    ///
+    /// # Errors
+    /// [`StageError::Input`] when the header cannot be encoded (a string over 64 KiB, a pixel
+    /// count that overflows).
+    pub fn send_frame(
+        &mut self,
+        port: &str,
+        header: &FrameHeader,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), StageError> {
+        let pixels = header.pixel_len().ok_or_else(|| {
+            StageError::Input(format!(
+                "frame {} seq {}: {} x {} x {} pixels overflow",
+                header.key.asset_id, header.key.seq, header.width, header.height, header.channels
+            ))
+        })?;
+        if let Some(allocator) = &self.allocator {
+            let header_len = header.header_len();
+            let total = header_len + pixels;
+            match in_place_sample(allocator, total) {
+                Ok((mut sample, at)) => {
+                    header.write(&mut sample[at..at + header_len])?;
+                    fill(&mut sample[at + header_len..at + total]);
+                    self.samples.push((port.to_owned(), sample));
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        port,
+                        "no in-place sample ({e}); sending the frame as a batch"
+                    );
+                }
+            }
+        }
+        let mut data = vec![0u8; pixels];
+        fill(&mut data);
+        let frame = Frame {
+            key: header.key.clone(),
+            width: header.width,
+            height: header.height,
+            channels: header.channels,
+            encoding: header.encoding.clone(),
+            data,
+            source: header.source.clone(),
+        };
+        self.send(port, std::slice::from_ref(&frame));
+        Ok(())
     }
 
     /// Queues a health event on the `health` output (if the graph declares it).
@@ -124,6 +211,34 @@ impl Outbox {
     pub fn take(&mut self) -> Vec<(String, RecordBatch)> {
         std::mem::take(&mut self.pending)
     }
+
+    /// Takes the queued in-place frames out as the Arrow payloads a receiver gets (port, the
+    /// `UInt8` payload), decoding each sample's IPC stream (for tests and custom drivers).
+    ///
+    /// # Errors
+    /// A sample that does not decode (a bug).
+    pub fn take_in_place(&mut self) -> Result<Vec<(String, ArrayRef)>, StageError> {
+        std::mem::take(&mut self.samples)
+            .into_iter()
+            .map(|(port, sample)| {
+                let array = dora_node_api::arrow_utils::decode_arrow_ipc(&sample)
+                    .map_err(|e| StageError::Internal(format!("in-place sample: {e}")))?;
+                Ok((port, array.into_inner()))
+            })
+            .collect()
+    }
+}
+
+/// A sample of `payload` bytes prepared as a `UInt8` Arrow IPC stream, and where the payload
+/// starts in it (dora's `send_output_raw` layout, so receivers decode it as usual).
+fn in_place_sample(
+    allocator: &dora_node_api::SampleAllocator,
+    payload: usize,
+) -> eyre::Result<(dora_node_api::DataSample, usize)> {
+    let prepared = dora_node_api::arrow_utils::ipc_encode::PreparedUint8Ipc::new(payload)?;
+    let mut sample = allocator.allocate(prepared.byte_len())?;
+    let at = prepared.encode_header_into(&mut sample)?;
+    Ok((sample, at))
 }
 
 /// What a stage wants the runtime to do when no input is waiting.
@@ -227,5 +342,76 @@ pub trait Stage: Sized + 'static {
     /// As for [`Stage::on_input`].
     fn on_stop(&mut self, _now_ns: u64, _out: &mut Outbox) -> Result<(), StageError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+mod tests {
+    use super::*;
+    use arrow::array::{Array, UInt8Array};
+    use forgeline_schemas::Correlation;
+    use forgeline_schemas::frame::wire;
+
+    fn header() -> FrameHeader {
+        FrameHeader {
+            key: Correlation::new("camera-1", 9, 1_000),
+            width: 5,
+            height: 3,
+            channels: 1,
+            encoding: "mono8".into(),
+            source: "simulated:1".into(),
+        }
+    }
+
+    #[test]
+    fn frames_are_written_in_place_into_the_sample_when_an_allocator_is_given() {
+        let mut out = Outbox::with_allocator(dora_node_api::SampleAllocator::heap());
+        out.send_frame("frame", &header(), |px| {
+            for (i, p) in px.iter_mut().enumerate() {
+                *p = u8::try_from(i).unwrap();
+            }
+        })
+        .unwrap();
+        assert!(
+            out.take().is_empty(),
+            "no record batch for an in-place frame"
+        );
+        let sent = out.take_in_place().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "frame");
+        let bytes = sent[0].1.as_any().downcast_ref::<UInt8Array>().unwrap();
+        let view = wire::parse(bytes.values()).unwrap();
+        assert_eq!(view.key(), header().key);
+        assert_eq!(view.pixels, (0..15).collect::<Vec<u8>>().as_slice());
+        assert_eq!(
+            view.pixels.as_ptr() as usize % wire::ALIGN,
+            0,
+            "aligned pixels"
+        );
+    }
+
+    #[test]
+    fn without_dora_a_frame_is_a_record_batch() {
+        let mut out = Outbox::default();
+        out.send_frame("frame", &header(), |px| px.fill(7)).unwrap();
+        assert!(out.take_in_place().unwrap().is_empty());
+        let sent = out.take();
+        let rows = Frame::try_from_batch(&sent[0].1).unwrap();
+        assert_eq!(rows[0].key, header().key);
+        assert_eq!(rows[0].data, vec![7; 15]);
+        assert_eq!(rows[0].source, "simulated:1");
+    }
+
+    #[test]
+    fn an_overflowing_frame_is_an_input_error() {
+        let mut h = header();
+        h.width = u32::MAX;
+        h.height = u32::MAX;
+        h.channels = u32::MAX;
+        let e = Outbox::default()
+            .send_frame("frame", &h, |_| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("overflow"), "{e}");
     }
 }
