@@ -5,7 +5,10 @@
 //! - `preprocess/300x300x1->224x224x3_f32_nchw_letterbox`: an ImageNet-style RGB input;
 //! - `preprocess/1920x1200x3->224x224x3_u8_nhwc_letterbox`: a 2.3 MP RGB camera to a u8 model;
 //! - `frame/to_batch_300x300x1`: the frame message as the camera node builds it (the pixel copy
-//!   into Arrow), the baseline cost that preprocessing adds to.
+//!   into Arrow), the baseline cost that preprocessing adds to; `frame/in_place_300x300x1`, the
+//!   in-place form sent under dora (header + one pixel copy into the sample);
+//!   `frame/simulate_300x300x1`, rendering one simulated part (inside the measured latency: the
+//!   camera stamps the acquisition time before it renders).
 //!
 //! Run: `cargo bench -p forgeline-benches --bench vision` (under a minute).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)] // A bench: a panic is the report.
@@ -88,6 +91,32 @@ fn frame_message(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.bench_function("to_batch_300x300x1", |b| {
         b.iter(|| black_box(Frame::to_batch(std::slice::from_ref(black_box(&frame)))));
+    });
+    // The in-place form the camera sends under dora (`Outbox::send_frame`): header + one copy.
+    let header = forgeline_schemas::frame::wire::FrameHeader::of(&frame);
+    let mut sample = vec![0u8; header.header_len() + frame.data.len()];
+    g.bench_function("in_place_300x300x1", |b| {
+        b.iter(|| {
+            let at = header.write(&mut sample).unwrap();
+            sample[at..].copy_from_slice(black_box(&frame.data));
+            black_box(&sample);
+        });
+    });
+    // What the simulated camera costs per part (it runs after the acquisition timestamp).
+    let camera = SimulatedCamera::new(SimulatedCameraConfig {
+        seed: 42,
+        width: 300,
+        height: 300,
+        channels: 1,
+        ..SimulatedCameraConfig::default()
+    })
+    .unwrap();
+    let mut seq = 0;
+    g.bench_function("simulate_300x300x1", |b| {
+        b.iter(|| {
+            seq += 1;
+            black_box(camera.frame(seq))
+        });
     });
     g.finish();
 }

@@ -118,6 +118,15 @@ fn optical_line_decides_every_image_and_names_every_bad_file() {
         );
     }
 
+    // Frames travel in place under dora: every node that reads them (preprocess, and the PLC
+    // node's `acquired` deadline input) takes that form; not one message was refused.
+    let refused: Vec<&str> = out.lines().filter(|l| l.contains("bad input:")).collect();
+    assert!(
+        refused.is_empty(),
+        "messages refused:\n{}",
+        refused.join("\n")
+    );
+
     // Every image exactly once; the verdict matches the label except for at most the model's
     // measured held-out error (docs/optical-line.md: under 5 %; 2 of 32 allowed here).
     let decisions = read_jsonl(&log);

@@ -195,8 +195,15 @@ impl CameraAcquisition {
                     });
                 }
                 Some(Ok(raw)) => {
+                    // The acquisition time is when the frame is complete in the node (a real
+                    // camera's frame has arrived; the simulator has rendered it, the replay has
+                    // decoded it), so rendering and decoding are not counted as line latency.
                     let header = FrameHeader {
-                        key: Correlation::new(self.asset_id.clone(), raw.seq, now_ns),
+                        key: Correlation::new(
+                            self.asset_id.clone(),
+                            raw.seq,
+                            forgeline_runtime::now_ns().max(now_ns),
+                        ),
                         width: raw.width,
                         height: raw.height,
                         channels: raw.channels,

@@ -11,7 +11,6 @@
 //! - Every decision applied is also sent on `applied` (for latency measurement and audit).
 
 use forgeline_plc::{DeadlineOutcome, DeadlineTracker, FailSafeConfig, PlcConfig, PlcWorker};
-use forgeline_runtime::columns::Header;
 use forgeline_runtime::latency::Latencies;
 use forgeline_runtime::{ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate};
 use forgeline_schemas::{Correlation, Decision, Health, HealthLevel};
@@ -154,11 +153,8 @@ impl Stage for PlcOutput {
                 }
             }
             "acquired" => {
-                let batch = input.data;
-                let batch = forgeline_schemas::batch_from_struct_array(batch.as_ref(), "acquired")?;
-                let header = Header::of(&batch, "acquired")?;
-                for row in 0..batch.num_rows() {
-                    let key = header.key(row);
+                // Any item message, or an in-place frame (the optical line's camera).
+                for key in forgeline_runtime::columns::item_keys(input.data, "acquired")? {
                     let deadline = self.fail_safe.deadline_ns(key.acq_time_ns);
                     if let Some(evicted) = self.tracker.register(key, deadline) {
                         self.fail_safe(evicted, now, out);

@@ -6,6 +6,28 @@ use forgeline_schemas::arrow::datatypes::{Float32Type, UInt64Type};
 use forgeline_schemas::arrow::record_batch::RecordBatch;
 use forgeline_schemas::{Correlation, SchemaMismatch};
 
+/// The correlation keys of every item of a payload: the rows of a forgeline record batch (a
+/// `StructArray` with the key columns), or the one frame of an in-place frame payload
+/// (`UInt8`, [`forgeline_schemas::frame::wire`]).
+///
+/// # Errors
+/// [`SchemaMismatch`] naming `message` and the field when the payload is neither.
+pub fn item_keys(
+    data: &forgeline_schemas::arrow::array::ArrayRef,
+    message: &'static str,
+) -> Result<Vec<Correlation>, SchemaMismatch> {
+    if let Some(bytes) = data
+        .as_any()
+        .downcast_ref::<forgeline_schemas::arrow::array::UInt8Array>()
+    {
+        let frame = forgeline_schemas::frame::wire::parse(bytes.values())?;
+        return Ok(vec![frame.key()]);
+    }
+    let batch = forgeline_schemas::batch_from_struct_array(data.as_ref(), message)?;
+    let header = Header::of(&batch, message)?;
+    Ok((0..batch.num_rows()).map(|row| header.key(row)).collect())
+}
+
 fn column<'a>(
     batch: &'a RecordBatch,
     message: &'static str,

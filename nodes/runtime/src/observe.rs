@@ -270,8 +270,25 @@ impl Observer {
     /// Called when an input arrives, before the stage sees it: latency and queue-wait per item,
     /// and the start of the item's span.
     pub fn on_input(&mut self, port: &str, data: &ArrayRef, now_ns: u64, sent_ns: u64) {
-        let Some((asset, seq, acq)) = keys_of(data) else {
-            return;
+        let frame_keys;
+        let (asset, seq, acq) = match keys_of(data) {
+            Some(keys) => keys,
+            None => {
+                // An in-place frame (`UInt8`, `frame::wire`): its one key.
+                let Some(frame) = data
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt8Array>()
+                    .and_then(|b| forgeline_schemas::frame::wire::parse(b.values()).ok())
+                else {
+                    return;
+                };
+                frame_keys = (
+                    StringArray::from(vec![frame.asset_id]),
+                    UInt64Array::from(vec![frame.seq]),
+                    UInt64Array::from(vec![frame.acq_time_ns]),
+                );
+                (&frame_keys.0, &frame_keys.1, &frame_keys.2)
+            }
         };
         if sent_ns > 0 {
             self.report
