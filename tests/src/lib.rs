@@ -233,6 +233,44 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The lines of a JSON-lines file that a running graph is still writing: a line still being
+/// written (not yet valid JSON) is skipped; a missing file reads as empty.
+pub fn read_jsonl_so_far(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Copies the plain files of `from` (not its subdirectories) into `to`, created if needed.
+pub fn copy_dir_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// `first_seq` of each `model switched` / `model_switched` line an inference node logged in a
+/// run's output (`dora_run`), in order.
+pub fn model_switched_seqs(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter(|l| l.contains("model switched") || l.contains("model_switched"))
+        .filter_map(|l| {
+            let rest = &l[l.find("first_seq")? + "first_seq".len()..];
+            let digits: String = rest
+                .trim_start_matches(['=', ':', ' ', '"'])
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
 /// `file -> expected verdict` from a simulated dataset's manifest.csv.
 pub fn manifest(dir: &Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_to_string(dir.join("manifest.csv"))

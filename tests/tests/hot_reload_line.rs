@@ -12,10 +12,12 @@
 //! loopback only; bounded by `--stop-after` and by the finite replay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use forgeline_tests::{TestGraph, dora_run, free_port, pymodbus_server, root, run_forgeline};
+use forgeline_tests::{
+    TestGraph, copy_dir_files as copy_dir, dora_run, free_port, model_switched_seqs as switched_at,
+    pymodbus_server, read_jsonl_so_far as logged, root, run_forgeline,
+};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,43 +28,8 @@ const STROKES: usize = 300;
 /// Decisions logged before the new version is activated.
 const ACTIVATE_AFTER: usize = 20;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 fn fl(args: &[&str]) -> (bool, String, String) {
     run_forgeline(args, &root())
-}
-
-/// The decision log's lines so far (a line still being written is skipped).
-fn logged(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// `first_seq` of the inference node's `model switched` log line(s).
-fn switched_at(out: &str) -> Vec<u64> {
-    out.lines()
-        .filter(|l| l.contains("model switched") || l.contains("model_switched"))
-        .filter_map(|l| {
-            let rest = &l[l.find("first_seq")? + "first_seq".len()..];
-            let digits: String = rest
-                .trim_start_matches(['=', ':', ' ', '"'])
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
-        })
-        .collect()
 }
 
 #[test]

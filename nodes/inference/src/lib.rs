@@ -30,8 +30,9 @@ use forgeline_schemas::{
 };
 
 mod config;
+mod probation;
 
-pub use config::{Config, RegistryModel};
+pub use config::{Config, HealthCheck, RegistryModel};
 /// The operator crate, for tools that drive the scorer directly (`forgeline bench-model`).
 pub use forgeline_inference;
 
@@ -48,6 +49,10 @@ pub struct Inference {
     health_seq: u64,
     /// Hot reload from a registry (none with `model_dir`).
     watch: Option<Watch>,
+    /// Probation health checks of the version being scored (with `registry`).
+    probation: Option<probation::ProbationWatch>,
+    /// The maximum-age policy (with `max_model_age_days`).
+    age: Option<probation::AgeWatch>,
     /// The last `FeatureVector` payload type that passed the full schema check, and the
     /// record-batch schema built from it: a payload of the same type skips the check.
     features_type: Option<(DataType, SchemaRef)>,
@@ -125,6 +130,12 @@ impl Inference {
                     self.feature_set = feature_set;
                     watch.current = target;
                     let new = self.scorer.model_version().to_owned();
+                    if let Some(p) = self.probation.as_mut() {
+                        p.model_switched();
+                    }
+                    if let Some(age) = self.age.as_mut() {
+                        age.model_switched(watch.current.clone());
+                    }
                     tracing::info!(node = %self.node_id, old = %old, new = %new, first_seq,
                         provider = self.scorer.provider(), "model switched");
                     self.health(
@@ -201,7 +212,7 @@ impl Inference {
     }
 
     #[allow(clippy::too_many_arguments)] // The fields of one health event.
-    fn health(
+    pub(crate) fn health(
         &mut self,
         out: &mut Outbox,
         asset_id: &str,
@@ -270,6 +281,9 @@ impl Inference {
             rows.extend(chunk.iter().map(|(_, _, v)| *v));
             let t0 = Instant::now();
             if let Err(e) = self.scorer.infer_rows(&rows) {
+                if let Some(p) = self.probation.as_mut() {
+                    p.window.record_run_error(&e.to_string());
+                }
                 let key = Header::of(&batches[chunk[0].0], features::NAME)?.key(chunk[0].1);
                 return Err(StageError::Input(format!(
                     "node {}: asset {} seq {}: {e}",
@@ -283,6 +297,7 @@ impl Inference {
             }
         }
         for (batch, scored) in batches.iter().zip(messages) {
+            self.observe(&scored);
             let quality = batch.column_by_name("quality_flags").cloned();
             out.send_batch("score", self.score_batch(batch, scored, quality)?);
         }
@@ -403,9 +418,13 @@ impl Inference {
                     )
                 })?;
             let t0 = Instant::now();
+            let probation = &mut self.probation;
             self.scorer
                 .infer_tensors(last - first, slice)
                 .map_err(|e| {
+                    if let Some(p) = probation.as_mut() {
+                        p.window.record_run_error(&e.to_string());
+                    }
                     let key = header.key(first);
                     StageError::Input(format!(
                         "node {} input `{port}`: asset {} seq {}: {e}",
@@ -419,8 +438,23 @@ impl Inference {
             }
             first = last;
         }
+        self.observe(&scored);
         out.send_batch("score", self.score_batch(batch, scored, None)?);
         Ok(())
+    }
+
+    /// Feeds the probation health window with the rows of one `score` message.
+    fn observe(&mut self, scored: &Scored) {
+        if let Some(p) = self.probation.as_mut() {
+            for ((score, ns), was_scored) in scored
+                .score
+                .iter()
+                .zip(&scored.inference_ns)
+                .zip(&scored.scored)
+            {
+                p.window.record(*score, *was_scored, *ns);
+            }
+        }
     }
 
     /// Sends the `model_loaded` health event (model version, variant, provider) once, so that
@@ -467,6 +501,8 @@ struct Scored {
     score: Vec<f32>,
     class: Vec<Option<usize>>,
     inference_ns: Vec<u64>,
+    /// Whether the model scored the row (rows whose data quality failed are passed on).
+    scored: Vec<bool>,
 }
 
 impl Scored {
@@ -475,6 +511,7 @@ impl Scored {
             score: vec![f32::NAN; rows],
             class: vec![None; rows],
             inference_ns: vec![0; rows],
+            scored: vec![false; rows],
         }
     }
 
@@ -491,6 +528,7 @@ impl Scored {
             }
         }
         self.inference_ns[row] = elapsed_ns;
+        self.scored[row] = true;
     }
 }
 
@@ -518,6 +556,10 @@ impl Stage for Inference {
             loading: None,
             session: config.session.clone(),
         });
+        let probation = config.registry.as_ref().map(probation::ProbationWatch::new);
+        let age = config
+            .max_model_age_days
+            .map(|max_days| probation::AgeWatch::new(max_days, current.clone()));
         let feature_set = model.meta().feature_set.clone();
         let scorer = Scorer::new(&model, &config.session).map_err(|e| eyre::eyre!("{e}"))?;
         tracing::info!(
@@ -541,6 +583,8 @@ impl Stage for Inference {
             announced: false,
             health_seq: 0,
             watch,
+            probation,
+            age,
             features_type: None,
             model_column: RepeatedString::default(),
             provider_column: RepeatedString::default(),
@@ -578,12 +622,14 @@ impl Inference {
     /// Model reload and the one-off `model_loaded` event, before a message is scored. The
     /// message's first key is read only when one of them has something to do.
     fn before_message(&mut self, batch: &RecordBatch, now_ns: u64, out: &mut Outbox) {
-        if self.watch.is_none() && self.announced {
+        if self.watch.is_none() && self.announced && self.age.is_none() {
             return;
         }
         let (asset, seq) = first_key(batch);
         self.poll_reload(now_ns, &asset, seq, out);
         self.announce(&asset, now_ns, out);
+        self.poll_probation(now_ns, &asset, out);
+        self.poll_age(now_ns, &asset, out);
     }
 
     /// The payload of a `features` input as a `FeatureVector` batch. The full schema check

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forgeline_inference::{InferenceConfig, ModelDir, ModelMeta, Provider, Scorer, VariantKind};
-use forgeline_node_inference::{Config, Inference, RegistryModel};
+use forgeline_node_inference::{Config, HealthCheck, Inference, RegistryModel};
 use forgeline_registry::{Registry, SigningKey, Timestamp, TrustedKeys, Version};
 use forgeline_runtime::arrow::array::ArrayRef;
 use forgeline_runtime::{InitContext, Input, Outbox, Stage};
@@ -122,9 +122,12 @@ fn activation_mid_stream_switches_at_one_seq_and_a_bad_model_is_refused() {
             dir: root.join("registry"),
             name: "press-tiny".into(),
             profile: PROFILE.into(),
+            trusted_keys: None,
+            health: HealthCheck::default(),
         }),
         reload_check_ms: 0,
         session: session(),
+        max_model_age_days: None,
     };
     let ctx = InitContext {
         node_id: "inference".into(),
@@ -248,6 +251,451 @@ fn activation_mid_stream_switches_at_one_seq_and_a_bad_model_is_refused() {
             .iter()
             .skip(switch_at)
             .all(|s| s.model_version == "press-tiny@0.2.0")
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+// ---- Probation health from the running line (issue #10) ----
+
+/// Message time of stroke `seq`: a realistic Unix time (2026-11-25) plus 1 ms per stroke.
+const T0_NS: u64 = 1_795_564_800_000_000_000;
+
+fn feed_at(node: &mut Inference, seq: u64, values: &[f32]) -> (Vec<Score>, Vec<Health>) {
+    let data = message(seq, values);
+    let mut out = Outbox::default();
+    let input = Input {
+        port: "features",
+        data: &data,
+        now_ns: T0_NS + seq * 1_000_000,
+        sent_ns: 0,
+    };
+    node.on_input(&input, &mut out).unwrap();
+    let mut scores = Vec::new();
+    let mut health = Vec::new();
+    for (port, batch) in out.take() {
+        match port.as_str() {
+            "score" => scores.extend(Score::try_from_batch(&batch).unwrap()),
+            "health" => health.extend(Health::try_from_batch(&batch).unwrap()),
+            other => panic!("unexpected port {other}"),
+        }
+    }
+    (scores, health)
+}
+
+/// A registry in a fresh temp dir with press-tiny 1.0.0 (active) and 1.1.0 installed; 1.1.0's
+/// `thresholds.warning` is `warning_110` (tiny = every stroke flagged). Returns (root, registry).
+fn registry_with_two_versions(tag: &str, warning_110: f64) -> (PathBuf, Registry) {
+    let root = std::env::temp_dir().join(format!("forgeline-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("keys")).unwrap();
+    let pair = forgeline_registry::generate_keypair(root.join("keys"), None).unwrap();
+    let key = SigningKey::load(&pair.secret_key, None).unwrap();
+    let v1 = package(&root, &key, "1.0.0", VariantKind::Fp32);
+    let v2 = package(&root, &key, "1.1.0", VariantKind::Fp32);
+    let yml = v2.join("model.yml");
+    let mut meta: ModelMeta =
+        serde_yaml::from_str(&std::fs::read_to_string(&yml).unwrap()).unwrap();
+    meta.thresholds.warning = warning_110;
+    std::fs::write(&yml, serde_yaml::to_string(&meta).unwrap()).unwrap();
+    forgeline_registry::sign(&v2, &key).unwrap();
+    let trusted = TrustedKeys::from_dir(root.join("keys")).unwrap();
+    let mut reg = Registry::open(root.join("registry"), trusted).unwrap();
+    let at = Timestamp::from_unix_ns(T0_NS);
+    reg.install(&v1, PROFILE, at).unwrap();
+    reg.install(&v2, PROFILE, at).unwrap();
+    reg.activate("press-tiny", &Version::new(1, 0, 0), PROFILE, "first", at)
+        .unwrap();
+    (root, reg)
+}
+
+fn following(root: &Path, health: HealthCheck, max_model_age_days: Option<f64>) -> Inference {
+    let config = Config {
+        model_dir: None,
+        registry: Some(RegistryModel {
+            dir: root.join("registry"),
+            name: "press-tiny".into(),
+            profile: PROFILE.into(),
+            // The key pair's directory: only `*.pub` files are read from it.
+            trusted_keys: Some(root.join("keys")),
+            health,
+        }),
+        reload_check_ms: 0,
+        session: session(),
+        max_model_age_days,
+    };
+    let ctx = InitContext {
+        node_id: "inference".into(),
+        outputs: vec!["score".into(), "health".into()],
+        inputs: vec!["features".into()],
+        restart_count: 0,
+    };
+    Inference::new(config, &ctx).unwrap()
+}
+
+/// Streams strokes from `*seq` on (1 ms of message time each, 2 ms of real time so the
+/// background threads get to run) until `until` holds; bounded by 120 s.
+fn stream_until(
+    node: &mut Inference,
+    seq: &mut u64,
+    scored: &mut Vec<Score>,
+    events: &mut Vec<Health>,
+    what: &str,
+    until: impl Fn(&[Score], &[Health]) -> bool,
+) {
+    let rows = samples();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !until(scored, events) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened; health events: {events:#?}"
+        );
+        let (s, h) = feed_at(node, *seq, &rows[(*seq as usize) % rows.len()]);
+        scored.extend(s);
+        events.extend(h);
+        *seq += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_bad_version_on_probation_is_rolled_back_by_the_line_itself() {
+    let (root, mut reg) = registry_with_two_versions("probation-bad", 1e-9);
+    let health = HealthCheck {
+        check_every_ms: 10,
+        min_rows: 10,
+        ..HealthCheck::default()
+    };
+    let mut node = following(&root, health, None);
+    let (mut seq, mut scored, mut events) = (0_u64, Vec::new(), Vec::new());
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "20 strokes",
+        |s, _| s.len() >= 20,
+    );
+    // The "update": 1.1.0 on probation, two failed health reports roll back. The probation
+    // window ends far after the message times the node reports with.
+    reg.activate_on_probation(
+        "press-tiny",
+        &Version::new(1, 1, 0),
+        PROFILE,
+        "update",
+        Timestamp::from_unix_ns(T0_NS),
+        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
+        2,
+    )
+    .unwrap();
+    drop(reg); // Release the lock: the node reports to the registry by itself.
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "the switch to 1.1.0",
+        |s, _| s.last().unwrap().model_version.ends_with("@1.1.0"),
+    );
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "the switch back to 1.0.0",
+        |s, _| s.last().unwrap().model_version.ends_with("@1.0.0"),
+    );
+    let rows = samples();
+    for _ in 0..5 {
+        let (s, h) = feed_at(&mut node, seq, &rows[(seq as usize) % rows.len()]);
+        scored.extend(s);
+        events.extend(h);
+        seq += 1;
+    }
+
+    // Every seq exactly once, in order; 1.0.0 → 1.1.0 → 1.0.0, each change at one seq.
+    let seqs: Vec<u64> = scored.iter().map(|s| s.key.seq).collect();
+    assert_eq!(seqs, (0..seq).collect::<Vec<_>>());
+    let mut runs: Vec<(String, u64)> = Vec::new();
+    for s in &scored {
+        if runs.last().is_none_or(|(v, _)| *v != s.model_version) {
+            runs.push((s.model_version.clone(), s.key.seq));
+        }
+    }
+    let versions: Vec<&str> = runs.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        versions,
+        ["press-tiny@1.0.0", "press-tiny@1.1.0", "press-tiny@1.0.0"]
+    );
+    // One failure recorded, then the rollback (max_failures 2), each naming the flag rate.
+    let codes: Vec<&str> = events
+        .iter()
+        .map(|h| h.code.as_str())
+        .filter(|c| c.starts_with("model_probation") || *c == "model_rolled_back")
+        .collect();
+    assert_eq!(codes, ["model_probation_failure", "model_rolled_back"]);
+    let failure = events
+        .iter()
+        .find(|h| h.code == "model_probation_failure")
+        .unwrap();
+    assert_eq!(failure.level, forgeline_schemas::HealthLevel::Warning);
+    assert!(
+        failure.message.contains("failed health check 1 of 2")
+            && failure.message.contains("flag rate 100.0 % over")
+            && failure.message.contains("> max_flag_rate 20.0 %"),
+        "{}",
+        failure.message
+    );
+    let rolled = events
+        .iter()
+        .find(|h| h.code == "model_rolled_back")
+        .unwrap();
+    assert_eq!(rolled.level, forgeline_schemas::HealthLevel::Alarm);
+    assert!(
+        rolled.message.contains("1.1.0 rolled back to 1.0.0"),
+        "{}",
+        rolled.message
+    );
+    // The switch back is announced naming the first seq 1.0.0 scored again.
+    let switched: Vec<&Health> = events
+        .iter()
+        .filter(|h| h.code == "model_switched")
+        .collect();
+    assert_eq!(switched.len(), 2);
+    assert_eq!(switched[1].value, runs[2].1 as f64);
+    // The registry's history names the automatic rollback and both reasons.
+    let reg = Registry::open(
+        root.join("registry"),
+        TrustedKeys::from_dir(root.join("keys")).unwrap(),
+    )
+    .unwrap();
+    let status = reg.show("press-tiny").unwrap();
+    let last = status.history.last().unwrap();
+    assert_eq!(last.action, forgeline_registry::Action::Rollback);
+    assert_eq!(
+        (last.from.clone(), last.to.clone()),
+        (Some(Version::new(1, 1, 0)), Version::new(1, 0, 0))
+    );
+    assert!(
+        last.reason
+            .starts_with("auto-rollback: 2 failed health check(s) during the probation of 1.1.0")
+            && last.reason.matches("flag rate 100.0 %").count() == 2,
+        "{}",
+        last.reason
+    );
+    assert!(reg.probation("press-tiny", PROFILE).is_none());
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_good_version_passes_its_probation_and_an_old_model_raises_the_age_alarm() {
+    // 1.1.0 keeps the calibrated thresholds: the samples are all normal strokes.
+    let (root, mut reg) = registry_with_two_versions("probation-good", 0.5215);
+    let health = HealthCheck {
+        check_every_ms: 10,
+        min_rows: 10,
+        ..HealthCheck::default()
+    };
+    // press-tiny was created 2025-01-01: about 693 days old at T0.
+    let mut node = following(&root, health, Some(365.0));
+    reg.activate_on_probation(
+        "press-tiny",
+        &Version::new(1, 1, 0),
+        PROFILE,
+        "update",
+        Timestamp::from_unix_ns(T0_NS),
+        // 100 strokes of message time.
+        Timestamp::from_unix_ns(T0_NS + 100_000_000),
+        2,
+    )
+    .unwrap();
+    drop(reg);
+    let (mut seq, mut scored, mut events) = (0_u64, Vec::new(), Vec::new());
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "probation passed",
+        |_, h| h.iter().any(|e| e.code == "model_probation_passed"),
+    );
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "two age alarms",
+        |_, h| h.iter().filter(|e| e.code == "model_too_old").count() >= 2,
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|h| h.code == "model_probation_failure" || h.code == "model_rolled_back"),
+        "{events:#?}"
+    );
+    let passed = events
+        .iter()
+        .find(|h| h.code == "model_probation_passed")
+        .unwrap();
+    assert!(
+        passed.message.contains("probation of 1.1.0 passed"),
+        "{}",
+        passed.message
+    );
+    assert!(scored.last().unwrap().model_version.ends_with("@1.1.0"));
+    // One alarm at start (1.0.0), one after the switch (1.1.0), both naming the policy.
+    let old: Vec<&Health> = events
+        .iter()
+        .filter(|h| h.code == "model_too_old")
+        .collect();
+    assert_eq!(old[0].level, forgeline_schemas::HealthLevel::Alarm);
+    assert!(
+        old[0]
+            .message
+            .contains("press-tiny@1.0.0 created 2025-01-01T00:00:00Z")
+            && old[0].message.contains("max_model_age_days 365"),
+        "{}",
+        old[0].message
+    );
+    assert!((old[0].value - 693.0).abs() < 1.0, "{}", old[0].value);
+    assert!(
+        old[1].message.contains("press-tiny@1.1.0"),
+        "{}",
+        old[1].message
+    );
+    let reg = Registry::open(
+        root.join("registry"),
+        TrustedKeys::from_dir(root.join("keys")).unwrap(),
+    )
+    .unwrap();
+    assert!(reg.probation("press-tiny", PROFILE).is_none());
+    assert_eq!(
+        reg.show("press-tiny").unwrap().active[0].version,
+        Version::new(1, 1, 0)
+    );
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_model_within_the_age_policy_raises_no_alarm_and_bad_health_keys_are_named() {
+    let dir = Path::new(DATA).join("press-tiny");
+    let mut config = Config::with_model_dir(&dir, session());
+    config.max_model_age_days = Some(10_000.0);
+    let ctx = InitContext {
+        node_id: "inference".into(),
+        outputs: vec!["score".into(), "health".into()],
+        inputs: vec!["features".into()],
+        restart_count: 0,
+    };
+    let mut node = Inference::new(config, &ctx).unwrap();
+    let rows = samples();
+    let mut events = Vec::new();
+    for seq in 0..100 {
+        let (_, h) = feed_at(&mut node, seq, &rows[(seq as usize) % rows.len()]);
+        events.extend(h);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(events.iter().any(|h| h.code == "model_loaded"));
+    assert!(
+        !events
+            .iter()
+            .any(|h| h.code.starts_with("model_age") || h.code == "model_too_old"),
+        "{events:#?}"
+    );
+
+    // Out-of-range keys are reported together, by field path.
+    use forgeline_runtime::Validate;
+    let text = "registry: {dir: /nonexistent, name: m, profile: p, health: {check_every_ms: 0, \
+                min_rows: 0, max_flag_rate: 1.5, max_p99_inference_ms: -1}}\nmax_model_age_days: 0\n";
+    let config: Config = serde_yaml::from_str(text).unwrap();
+    let fields: Vec<String> = config.validate().into_iter().map(|p| p.field).collect();
+    for field in [
+        "registry.health.check_every_ms",
+        "registry.health.min_rows",
+        "registry.health.max_flag_rate",
+        "registry.health.max_p99_inference_ms",
+        "max_model_age_days",
+    ] {
+        assert!(
+            fields.iter().any(|f| f == field),
+            "{field} not in {fields:?}"
+        );
+    }
+    let unknown = serde_yaml::from_str::<Config>(
+        "registry: {dir: d, name: m, profile: p, health: {check_every: 5}}\n",
+    )
+    .unwrap_err();
+    assert!(unknown.to_string().contains("check_every"), "{unknown}");
+    let defaults: Config =
+        serde_yaml::from_str("registry: {dir: d, name: m, profile: p}\n").unwrap();
+    assert_eq!(defaults.registry.unwrap().health, HealthCheck::default());
+}
+
+#[test]
+fn while_the_registry_is_locked_windows_are_skipped_and_nothing_is_recorded() {
+    let (root, mut reg) = registry_with_two_versions("probation-locked", 1e-9);
+    let health = HealthCheck {
+        check_every_ms: 10,
+        min_rows: 10,
+        ..HealthCheck::default()
+    };
+    let mut node = following(&root, health, None);
+    reg.activate_on_probation(
+        "press-tiny",
+        &Version::new(1, 1, 0),
+        PROFILE,
+        "update",
+        Timestamp::from_unix_ns(T0_NS),
+        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
+        2,
+    )
+    .unwrap();
+    // `reg` keeps the lock, as a long `forgeline model …` command would.
+    let (mut seq, mut scored, mut events) = (0_u64, Vec::new(), Vec::new());
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "the switch to 1.1.0",
+        |s, _| {
+            s.last()
+                .is_some_and(|s| s.model_version.ends_with("@1.1.0"))
+        },
+    );
+    let switched_at = seq;
+    // 100 strokes of 1 ms: about ten bad windows judged, each skipped (registry locked).
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "100 strokes",
+        |s, _| s.len() as u64 >= switched_at + 100,
+    );
+    assert!(
+        !events.iter().any(|h| h.code.starts_with("model_probation")
+            || h.code == "model_rolled_back"
+            || h.code == "model_health_report_failed"),
+        "{events:#?}"
+    );
+    assert!(scored.last().unwrap().model_version.ends_with("@1.1.0"));
+    assert!(
+        reg.probation("press-tiny", PROFILE)
+            .unwrap()
+            .failures
+            .is_empty()
+    );
+    // Lock released: the next bad windows are reported and roll back.
+    drop(reg);
+    stream_until(
+        &mut node,
+        &mut seq,
+        &mut scored,
+        &mut events,
+        "the rollback",
+        |_, h| h.iter().any(|e| e.code == "model_rolled_back"),
     );
     let _ = std::fs::remove_dir_all(&root);
 }

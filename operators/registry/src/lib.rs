@@ -41,6 +41,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod manifest;
 pub mod package;
+pub mod probation;
 pub mod registry;
 
 pub use error::{FileProblem, PackageError, RegistryError};
