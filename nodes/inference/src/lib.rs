@@ -18,9 +18,12 @@ use forgeline_inference::{Scorer, Task, TensorRow};
 use std::sync::Arc;
 
 use forgeline_runtime::arrow::array::{
-    Array, ArrayRef, AsArray, Float32Array, StringArray, StructArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, Float32Array, LargeListArray, StringArray, StructArray, UInt32Array,
+    UInt64Array,
 };
-use forgeline_runtime::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use forgeline_runtime::arrow::datatypes::{
+    DataType, Float32Type, Int64Type, SchemaRef, UInt32Type,
+};
 use forgeline_runtime::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use forgeline_runtime::columns::Header;
 use forgeline_runtime::{InitContext, Input, Outbox, Stage, StageError};
@@ -55,7 +58,13 @@ pub struct Inference {
     age: Option<probation::AgeWatch>,
     /// The last `FeatureVector` payload type that passed the full schema check, and the
     /// record-batch schema built from it: a payload of the same type skips the check.
-    features_type: Option<(DataType, SchemaRef)>,
+    features_type: Option<(DataType, SchemaRef, FeatureCols)>,
+    /// Per-row results of the message(s) being scored (reused: no allocation per message).
+    results: Vec<RowResult>,
+    /// `(message, row)` of the rows to score in the current call (reused).
+    todo: Vec<(usize, usize)>,
+    /// Column indices and first row (in `results`) of each message of the current call (reused).
+    layout: Vec<(FeatureCols, usize)>,
     /// Single-value string columns of the `score` message, reused while value and length hold.
     model_column: RepeatedString,
     provider_column: RepeatedString,
@@ -246,41 +255,84 @@ impl Inference {
     /// Scores the rows of feature messages (already queued messages of one input together):
     /// at most `max_batch` rows per session run. One `score` message per input message.
     fn on_features(&mut self, batches: &[RecordBatch], out: &mut Outbox) -> Result<(), StageError> {
-        let mut messages: Vec<Scored> = Vec::with_capacity(batches.len());
-        // (message, row) of the rows to score, with their values.
-        let mut todo: Vec<(usize, usize, &[f32])> = Vec::new();
-        for (m, batch) in batches.iter().enumerate() {
-            let sets = forgeline_runtime::columns::strings(batch, features::NAME, "feature_set")?;
-            let flags = forgeline_runtime::columns::u32s(batch, features::NAME, "quality_flags")?;
-            for row in 0..batch.num_rows() {
-                if QualityFlags(flags.value(row)).is_ok() {
-                    let values = features::values(batch, row)?;
-                    if sets.value(row) != self.feature_set || values.len() != self.scorer.row_len()
-                    {
-                        let key = Header::of(batch, features::NAME)?.key(row);
-                        return Err(StageError::Input(format!(
-                            "node {}: asset {} seq {}: model {} expects feature set `{}` with {} values, got `{}` with {} (field `values`)",
-                            self.node_id,
-                            key.asset_id,
-                            key.seq,
-                            self.scorer.model_version(),
-                            self.feature_set,
-                            self.scorer.row_len(),
-                            sets.value(row),
-                            values.len()
-                        )));
-                    }
-                    todo.push((m, row, values));
+        let mut results = std::mem::take(&mut self.results);
+        let mut todo = std::mem::take(&mut self.todo);
+        let mut layout = std::mem::take(&mut self.layout);
+        results.clear();
+        todo.clear();
+        layout.clear();
+        let sent = self
+            .score_features(batches, &mut results, &mut todo, &mut layout)
+            .and_then(|()| {
+                for (batch, (cols, first)) in batches.iter().zip(&layout) {
+                    let rows = &results[*first..*first + batch.num_rows()];
+                    self.observe(rows);
+                    let quality = Some(Arc::clone(batch.column(cols.quality_flags)));
+                    let score = self.score_batch(batch, cols, rows, quality)?;
+                    out.send_batch("score", score);
                 }
+                Ok(())
+            });
+        self.results = results;
+        self.todo = todo;
+        self.layout = layout;
+        sent
+    }
+
+    /// The scoring part of [`Inference::on_features`]: fills `results` (one entry per input
+    /// row, in order) and `layout` (each message's column indices and first row in `results`).
+    fn score_features(
+        &mut self,
+        batches: &[RecordBatch],
+        results: &mut Vec<RowResult>,
+        todo: &mut Vec<(usize, usize)>,
+        layout: &mut Vec<(FeatureCols, usize)>,
+    ) -> Result<(), StageError> {
+        for (m, batch) in batches.iter().enumerate() {
+            let c = self.feature_cols(batch)?;
+            layout.push((c, results.len()));
+            let (sets, flags, values) = c.arrays(batch)?;
+            for row in 0..batch.num_rows() {
+                results.push(RowResult::NOT_SCORED);
+                if !QualityFlags(flags.value(row)).is_ok() {
+                    continue;
+                }
+                let v = row_values(batch, values, row)?;
+                if sets.value(row) != self.feature_set || v.len() != self.scorer.row_len() {
+                    let key = Header::of(batch, features::NAME)?.key(row);
+                    return Err(StageError::Input(format!(
+                        "node {}: asset {} seq {}: model {} expects feature set `{}` with {} values, got `{}` with {} (field `values`)",
+                        self.node_id,
+                        key.asset_id,
+                        key.seq,
+                        self.scorer.model_version(),
+                        self.feature_set,
+                        self.scorer.row_len(),
+                        sets.value(row),
+                        v.len()
+                    )));
+                }
+                todo.push((m, row));
             }
-            messages.push(Scored::new(batch.num_rows()));
         }
-        let mut rows: Vec<&[f32]> = Vec::with_capacity(self.max_batch.min(todo.len()));
+        let values_of = |m: usize, row: usize| -> Result<&[f32], SchemaMismatch> {
+            row_values(&batches[m], layout[m].0.arrays(&batches[m])?.2, row)
+        };
+        let mut rows: Vec<&[f32]> = Vec::new();
         for chunk in todo.chunks(self.max_batch) {
-            rows.clear();
-            rows.extend(chunk.iter().map(|(_, _, v)| *v));
+            let one;
+            let run: &[&[f32]] = if let [(m, row)] = chunk {
+                one = values_of(*m, *row)?;
+                std::slice::from_ref(&one)
+            } else {
+                rows.clear();
+                for (m, row) in chunk {
+                    rows.push(values_of(*m, *row)?);
+                }
+                &rows
+            };
             let t0 = Instant::now();
-            if let Err(e) = self.scorer.infer_rows(&rows) {
+            if let Err(e) = self.scorer.infer_rows(run) {
                 if let Some(p) = self.probation.as_mut() {
                     p.window.record_run_error(&e.to_string());
                 }
@@ -292,42 +344,43 @@ impl Inference {
             }
             let elapsed = elapsed_ns(t0);
             let outputs = self.scorer.last_outputs();
-            for (i, (m, row, _)) in chunk.iter().enumerate() {
-                messages[*m].fill(&self.scorer, *row, outputs, i, elapsed);
+            for (i, (m, row)) in chunk.iter().enumerate() {
+                results[layout[*m].1 + *row] = RowResult::of(&self.scorer, outputs, i, elapsed);
             }
-        }
-        for (batch, scored) in batches.iter().zip(messages) {
-            self.observe(&scored);
-            let quality = batch.column_by_name("quality_flags").cloned();
-            out.send_batch("score", self.score_batch(batch, scored, quality)?);
         }
         Ok(())
     }
 
+    /// Column indices of a `FeatureVector` batch: from the cache when the batch carries the
+    /// cached schema (the normal case), else looked up by name.
+    fn feature_cols(&self, batch: &RecordBatch) -> Result<FeatureCols, SchemaMismatch> {
+        match &self.features_type {
+            Some((_, schema, cols)) if Arc::ptr_eq(schema, batch.schema_ref()) => {
+                Ok(*cols)
+            }
+            _ => FeatureCols::of(batch.schema_ref()),
+        }
+    }
+
     /// The `score` message for `input`: the key and `source` columns are the input's own
-    /// (shared, not copied), the rest is built from `scored`.
+    /// (shared, not copied), the rest is built from `rows`.
     fn score_batch(
         &mut self,
         input: &RecordBatch,
-        scored: Scored,
+        cols: &FeatureCols,
+        rows: &[RowResult],
         quality: Option<ArrayRef>,
     ) -> Result<RecordBatch, StageError> {
         let n = input.num_rows();
-        let column = |name: &str| -> Result<ArrayRef, StageError> {
-            input.column_by_name(name).cloned().ok_or_else(|| {
-                StageError::Input(format!(
-                    "node {}: input has no `{name}` column",
-                    self.node_id
-                ))
-            })
-        };
-        let label: ArrayRef = if scored.class.iter().all(Option::is_none) {
+        let label: ArrayRef = if rows.iter().all(|r| r.class.is_none()) {
             self.empty_label_column.get("", n)
         } else {
             let labels = self.scorer.labels();
-            Arc::new(StringArray::from_iter_values(scored.class.iter().map(
-                |c| c.and_then(|i| labels.get(i)).map_or("", String::as_str),
-            )))
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| {
+                r.class
+                    .and_then(|i| labels.get(i))
+                    .map_or("", String::as_str)
+            })))
         };
         let model = self.model_column.get(self.scorer.model_version(), n);
         let provider = self.provider_column.get(self.scorer.provider(), n);
@@ -335,16 +388,18 @@ impl Inference {
         RecordBatch::try_new(
             forgeline_schemas::score::schema(),
             vec![
-                column("asset_id")?,
-                column("seq")?,
-                column("acq_time_ns")?,
-                Arc::new(Float32Array::from(scored.score)),
+                Arc::clone(input.column(cols.asset_id)),
+                Arc::clone(input.column(cols.seq)),
+                Arc::clone(input.column(cols.acq_time_ns)),
+                Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.score))),
                 label,
                 model,
                 provider,
                 quality,
-                Arc::new(UInt64Array::from(scored.inference_ns)),
-                column("source")?,
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.inference_ns),
+                )),
+                Arc::clone(input.column(cols.source)),
             ],
         )
         .map_err(|e| StageError::Internal(format!("node {}: score batch: {e}", self.node_id)))
@@ -401,7 +456,7 @@ impl Inference {
                 ))
             })?;
         }
-        let mut scored = Scored::new(batch.num_rows());
+        let mut scored = vec![RowResult::NOT_SCORED; batch.num_rows()];
         // Rows are back to back in the values buffer: a run of rows is one slice.
         let bytes = data.value_offsets();
         let all = data.value_data();
@@ -434,25 +489,21 @@ impl Inference {
             let elapsed = elapsed_ns(t0);
             let outputs = self.scorer.last_outputs();
             for i in 0..last - first {
-                scored.fill(&self.scorer, first + i, outputs, i, elapsed);
+                scored[first + i] = RowResult::of(&self.scorer, outputs, i, elapsed);
             }
             first = last;
         }
         self.observe(&scored);
-        out.send_batch("score", self.score_batch(batch, scored, None)?);
+        let cols = FeatureCols::of(batch.schema_ref())?;
+        out.send_batch("score", self.score_batch(batch, &cols, &scored, None)?);
         Ok(())
     }
 
     /// Feeds the probation health window with the rows of one `score` message.
-    fn observe(&mut self, scored: &Scored) {
+    fn observe(&mut self, rows: &[RowResult]) {
         if let Some(p) = self.probation.as_mut() {
-            for ((score, ns), was_scored) in scored
-                .score
-                .iter()
-                .zip(&scored.inference_ns)
-                .zip(&scored.scored)
-            {
-                p.window.record(*score, *was_scored, *ns);
+            for r in rows {
+                p.window.record(r.score, r.scored, r.inference_ns);
             }
         }
     }
@@ -496,40 +547,122 @@ impl Inference {
     }
 }
 
-/// The model's results for the rows of one message (NaN / no class / 0 ns where not scored).
-struct Scored {
-    score: Vec<f32>,
-    class: Vec<Option<usize>>,
-    inference_ns: Vec<u64>,
+/// The model's result for one row (NaN / no class / 0 ns where not scored).
+#[derive(Debug, Clone, Copy)]
+struct RowResult {
+    score: f32,
+    class: Option<usize>,
+    inference_ns: u64,
     /// Whether the model scored the row (rows whose data quality failed are passed on).
-    scored: Vec<bool>,
+    scored: bool,
 }
 
-impl Scored {
-    fn new(rows: usize) -> Self {
-        Self {
-            score: vec![f32::NAN; rows],
-            class: vec![None; rows],
-            inference_ns: vec![0; rows],
-            scored: vec![false; rows],
-        }
-    }
+impl RowResult {
+    const NOT_SCORED: Self = Self {
+        score: f32::NAN,
+        class: None,
+        inference_ns: 0,
+        scored: false,
+    };
 
-    /// Fills message row `row` from row `i` of a run's outputs.
-    fn fill(&mut self, scorer: &Scorer, row: usize, outputs: &[f32], i: usize, elapsed_ns: u64) {
+    /// The result of row `i` of a run's outputs.
+    fn of(scorer: &Scorer, outputs: &[f32], i: usize, elapsed_ns: u64) -> Self {
         let width = scorer.output_width();
         let values = &outputs[i * width..(i + 1) * width];
-        match scorer.task() {
-            Task::Anomaly => self.score[row] = values[0],
+        let (score, class) = match scorer.task() {
+            Task::Anomaly => (values[0], None),
             Task::Classification => {
                 let verdict = scorer.classified(values);
-                self.score[row] = verdict.reject_probability;
-                self.class[row] = Some(verdict.class);
+                (verdict.reject_probability, Some(verdict.class))
             }
+        };
+        Self {
+            score,
+            class,
+            inference_ns: elapsed_ns,
+            scored: true,
         }
-        self.inference_ns[row] = elapsed_ns;
-        self.scored[row] = true;
     }
+}
+
+/// Column indices of the fields the node reads or forwards, in one message's schema (a
+/// `FeatureVector`; a `Tensor` has the same key and `source` columns, which is all the
+/// `score` message takes from it).
+#[derive(Debug, Clone, Copy)]
+struct FeatureCols {
+    asset_id: usize,
+    seq: usize,
+    acq_time_ns: usize,
+    source: usize,
+    feature_set: usize,
+    values: usize,
+    quality_flags: usize,
+}
+
+impl FeatureCols {
+    /// Indices by name (`usize::MAX` for the feature-only fields a tensor lacks).
+    fn of(schema: &SchemaRef) -> Result<Self, SchemaMismatch> {
+        let find = |name: &str| {
+            schema.index_of(name).map_err(|_| SchemaMismatch {
+                message: features::NAME,
+                field: name.to_owned(),
+                reason: "missing".into(),
+            })
+        };
+        let optional = |name: &str| schema.index_of(name).unwrap_or(usize::MAX);
+        Ok(Self {
+            asset_id: find("asset_id")?,
+            seq: find("seq")?,
+            acq_time_ns: find("acq_time_ns")?,
+            source: find("source")?,
+            feature_set: optional("feature_set"),
+            values: optional("values"),
+            quality_flags: optional("quality_flags"),
+        })
+    }
+
+    /// The `feature_set`, `quality_flags` and `values` arrays of a `FeatureVector` batch.
+    fn arrays<'a>(
+        &self,
+        batch: &'a RecordBatch,
+    ) -> Result<(&'a StringArray, &'a UInt32Array, &'a LargeListArray), SchemaMismatch> {
+        let wrong = |field: &str, expected: &str| SchemaMismatch {
+            message: features::NAME,
+            field: field.to_owned(),
+            reason: format!("expected {expected}"),
+        };
+        let col = |i: usize| batch.columns().get(i);
+        let sets = col(self.feature_set)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| wrong("feature_set", "Utf8"))?;
+        let flags = col(self.quality_flags)
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .ok_or_else(|| wrong("quality_flags", "UInt32"))?;
+        let values = col(self.values)
+            .and_then(|c| c.as_list_opt::<i64>())
+            .ok_or_else(|| wrong("values", "LargeList<Float32>"))?;
+        Ok((sets, flags, values))
+    }
+}
+
+/// The feature values of `row`, in place: a slice of the list's child buffer when it holds no
+/// nulls (the normal case), else through the checked accessor (which names a null item).
+fn row_values<'a>(
+    batch: &'a RecordBatch,
+    values: &'a LargeListArray,
+    row: usize,
+) -> Result<&'a [f32], SchemaMismatch> {
+    if let Some(items) = values.values().as_primitive_opt::<Float32Type>()
+        && items.null_count() == 0
+        && row < values.len()
+    {
+        let offsets = values.value_offsets();
+        let (start, end) = (offset(offsets[row]), offset(offsets[row + 1]));
+        if let Some(v) = items.values().get(start..end) {
+            return Ok(v);
+        }
+    }
+    features::values(batch, row)
 }
 
 fn offset(o: i64) -> usize {
@@ -586,6 +719,9 @@ impl Stage for Inference {
             probation,
             age,
             features_type: None,
+            results: Vec::new(),
+            todo: Vec::new(),
+            layout: Vec::new(),
             model_column: RepeatedString::default(),
             provider_column: RepeatedString::default(),
             empty_label_column: RepeatedString::default(),
@@ -636,7 +772,7 @@ impl Inference {
     /// ([`Input::batch`]) runs once per distinct payload type; a payload whose Arrow type equals
     /// the last checked one (pointer-equal `Fields` compare in O(1)) reuses its schema.
     fn features_batch(&mut self, input: &Input<'_>) -> Result<RecordBatch, StageError> {
-        if let Some((checked, schema)) = &self.features_type
+        if let Some((checked, schema, _)) = &self.features_type
             && input.data.data_type() == checked
             && let Some(structs) = input.data.as_any().downcast_ref::<StructArray>()
             && structs.null_count() == 0
@@ -651,7 +787,8 @@ impl Inference {
             }
         }
         let batch = input.batch::<FeatureVector>()?;
-        self.features_type = Some((input.data.data_type().clone(), batch.schema()));
+        let cols = FeatureCols::of(batch.schema_ref())?;
+        self.features_type = Some((input.data.data_type().clone(), batch.schema(), cols));
         Ok(batch)
     }
 
