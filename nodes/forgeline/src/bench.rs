@@ -107,14 +107,14 @@ fn exe() -> eyre::Result<String> {
 }
 
 fn tick_for(rate_per_min: f64) -> &'static str {
-    // The pacer releases what fell due at each tick: a 50 ms tick is enough up to 10 strokes/s,
-    // faster rates need a faster tick (the acquisition time is stamped at the tick).
+    // The pacer releases what fell due at each tick (the acquisition time is stamped at the
+    // tick): a 50 ms tick is enough up to 10 strokes/s; above, a 10 ms tick, and the strokes due
+    // at one tick travel together (`max_strokes_per_message`), so the message rate stays at
+    // 100 per second whatever the stroke rate.
     if rate_per_min <= 600.0 {
         "dora/timer/millis/50"
-    } else if rate_per_min <= 6_000.0 {
-        "dora/timer/millis/10"
     } else {
-        "dora/timer/millis/1"
+        "dora/timer/millis/10"
     }
 }
 
@@ -761,7 +761,7 @@ mod tests {
     fn the_tick_is_fast_enough_for_the_rate() {
         assert_eq!(tick_for(18.0), "dora/timer/millis/50");
         assert_eq!(tick_for(3_000.0), "dora/timer/millis/10");
-        assert_eq!(tick_for(120_000.0), "dora/timer/millis/1");
+        assert_eq!(tick_for(120_000.0), "dora/timer/millis/10");
     }
 
     #[test]

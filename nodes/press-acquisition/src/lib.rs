@@ -24,6 +24,11 @@ pub struct Config {
     /// Exit when the source is exhausted (a finite replay), which ends the dataflow once every
     /// stroke has gone through (default false: keep running idle).
     pub exit_when_done: bool,
+    /// Strokes that fall due at the same tick travel together, at most this many per message
+    /// (default 32). At a press's normal rate one stroke falls due per tick, so each message
+    /// holds one stroke; at high rates (test benches, many strokes per tick) this amortises the
+    /// per-message cost of every hop. 1 sends every stroke on its own.
+    pub max_strokes_per_message: usize,
 }
 
 impl Default for Config {
@@ -33,6 +38,7 @@ impl Default for Config {
             source: SourceConfig::Simulated(PressSimConfig::default()),
             pace: PaceConfig::default(),
             exit_when_done: false,
+            max_strokes_per_message: 32,
         }
     }
 }
@@ -44,6 +50,15 @@ impl Validate for Config {
             problems.push(ConfigProblem {
                 field: "asset_id".into(),
                 reason: "must not be empty".into(),
+            });
+        }
+        if !(1..=10_000).contains(&self.max_strokes_per_message) {
+            problems.push(ConfigProblem {
+                field: "max_strokes_per_message".into(),
+                reason: format!(
+                    "found {}, expected 1 to 10000",
+                    self.max_strokes_per_message
+                ),
             });
         }
         if let Err(e) = self.pace.validate() {
@@ -72,6 +87,9 @@ pub struct PressAcquisition {
     exhausted: bool,
     exit_when_done: bool,
     health_seq: u64,
+    max_per_message: usize,
+    /// Strokes of the current tick not sent yet (reused).
+    ready: Vec<Waveform>,
 }
 
 impl PressAcquisition {
@@ -103,12 +121,24 @@ impl PressAcquisition {
                 Some(Ok(stroke)) => {
                     let row: Waveform = stroke.into_waveform(self.asset_id.clone(), now_ns);
                     tracing::debug!(asset = %row.key.asset_id, seq = row.key.seq, "stroke");
-                    out.send("waveform", &[row]);
+                    self.ready.push(row);
+                    if self.ready.len() >= self.max_per_message {
+                        self.flush(out);
+                    }
                     sent += 1;
                 }
             }
         }
+        self.flush(out);
         sent
+    }
+
+    /// Sends the strokes gathered so far as one message.
+    fn flush(&mut self, out: &mut Outbox) {
+        if !self.ready.is_empty() {
+            out.send("waveform", &self.ready);
+            self.ready.clear();
+        }
     }
 }
 
@@ -130,6 +160,8 @@ impl Stage for PressAcquisition {
             exhausted: false,
             exit_when_done: config.exit_when_done,
             health_seq: 0,
+            max_per_message: config.max_strokes_per_message.max(1),
+            ready: Vec::new(),
         })
     }
 
@@ -156,5 +188,84 @@ impl Stage for PressAcquisition {
             });
         }
         Ok(Idle::Wait)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+mod tests {
+    use super::*;
+    use forgeline_runtime::arrow::array::{ArrayRef, NullArray};
+    use forgeline_runtime::parse_config;
+    use std::sync::Arc;
+
+    fn stage(yaml: &str) -> PressAcquisition {
+        let config = parse_config::<Config>(Some(yaml), "t", "press").unwrap();
+        PressAcquisition::new(
+            config,
+            &InitContext {
+                node_id: "press".into(),
+                outputs: vec!["waveform".into()],
+                inputs: vec!["tick".into()],
+                restart_count: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    /// Ticks at `times` (ns); the rows of each message sent, as seqs.
+    fn run(stage: &mut PressAcquisition, times: &[u64]) -> Vec<Vec<u64>> {
+        let tick: ArrayRef = Arc::new(NullArray::new(0));
+        let mut out = Outbox::default();
+        for t in times {
+            let input = Input {
+                port: "tick",
+                data: &tick,
+                now_ns: *t,
+                sent_ns: *t,
+            };
+            stage.on_input(&input, &mut out).unwrap();
+        }
+        out.take()
+            .into_iter()
+            .map(|(port, b)| {
+                assert_eq!(port, "waveform");
+                Waveform::try_from_batch(&b)
+                    .unwrap()
+                    .iter()
+                    .map(|w| w.key.seq)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strokes_due_at_one_tick_travel_together_up_to_the_limit() {
+        let mut s = stage("pace: {rate: 6000, max_burst: 1000}\nmax_strokes_per_message: 4\n");
+        // 100 strokes/s: a 100 ms gap makes 10 strokes due at one tick.
+        let messages = run(&mut s, &[1_000_000_000, 1_100_000_000]);
+        let sizes: Vec<usize> = messages.iter().map(Vec::len).collect();
+        assert!(sizes.iter().all(|n| (1..=4).contains(n)), "{sizes:?}");
+        assert!(sizes.len() >= 3, "10 strokes in messages of at most 4: {sizes:?}");
+        // Every stroke once, in order.
+        let seqs: Vec<u64> = messages.concat();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    }
+
+    #[test]
+    fn at_a_normal_rate_each_message_holds_one_stroke() {
+        let mut s = stage("pace: {rate: 18}\n");
+        // 18 strokes/min: ticks every 50 ms for 10 s release one stroke at a time.
+        let times: Vec<u64> = (0..200).map(|i| 1_000_000_000 + i * 50_000_000).collect();
+        let messages = run(&mut s, &times);
+        assert!(!messages.is_empty());
+        assert!(messages.iter().all(|m| m.len() == 1), "{messages:?}");
+    }
+
+    #[test]
+    fn a_zero_limit_is_refused_naming_the_field() {
+        let config = parse_config::<Config>(Some("max_strokes_per_message: 0\n"), "t", "press");
+        let e = config.unwrap_err().to_string();
+        assert!(e.contains("max_strokes_per_message"), "{e}");
     }
 }
