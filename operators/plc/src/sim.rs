@@ -1,4 +1,5 @@
-//! A Modbus TCP PLC simulator: coils and holding registers in memory, every write logged.
+//! A Modbus TCP PLC simulator: coils and holding registers in memory, every write counted (and
+//! logged at debug level: `FORGELINE_LOG=plc_sim=debug`).
 //!
 //! It is the engine of the `plc-sim` node, so the default graph exchanges real Modbus frames
 //! on loopback. Supported function codes: 1 (read coils), 3 (read holding registers), 5, 6,
@@ -108,7 +109,7 @@ impl SimImage {
             Request::WriteSingleCoil(address, value) => {
                 span_mut(&mut memory.coils, address, 1)?[0] = value;
                 memory.writes += 1;
-                tracing::info!(target: "plc_sim", fc = 5, address, value, "write coil");
+                tracing::debug!(target: "plc_sim", fc = 5, address, value, "write coil");
                 Ok(Response::WriteSingleCoil(address, value))
             }
             Request::WriteMultipleCoils(address, values) => {
@@ -116,13 +117,13 @@ impl SimImage {
                     u16::try_from(values.len()).map_err(|_| ExceptionCode::IllegalDataValue)?;
                 span_mut(&mut memory.coils, address, count)?.copy_from_slice(&values);
                 memory.writes += 1;
-                tracing::info!(target: "plc_sim", fc = 15, address, values = ?values, "write coils");
+                tracing::debug!(target: "plc_sim", fc = 15, address, values = ?values, "write coils");
                 Ok(Response::WriteMultipleCoils(address, count))
             }
             Request::WriteSingleRegister(address, word) => {
                 span_mut(&mut memory.holding_registers, address, 1)?[0] = word;
                 memory.writes += 1;
-                tracing::info!(target: "plc_sim", fc = 6, address, word, "write register");
+                tracing::debug!(target: "plc_sim", fc = 6, address, word, "write register");
                 Ok(Response::WriteSingleRegister(address, word))
             }
             Request::WriteMultipleRegisters(address, words) => {
@@ -130,7 +131,7 @@ impl SimImage {
                     u16::try_from(words.len()).map_err(|_| ExceptionCode::IllegalDataValue)?;
                 span_mut(&mut memory.holding_registers, address, count)?.copy_from_slice(&words);
                 memory.writes += 1;
-                tracing::info!(target: "plc_sim", fc = 16, address, words = ?words, "write registers");
+                tracing::debug!(target: "plc_sim", fc = 16, address, words = ?words, "write registers");
                 Ok(Response::WriteMultipleRegisters(address, count))
             }
             other => {
