@@ -355,9 +355,7 @@ impl Inference {
     /// cached schema (the normal case), else looked up by name.
     fn feature_cols(&self, batch: &RecordBatch) -> Result<FeatureCols, SchemaMismatch> {
         match &self.features_type {
-            Some((_, schema, cols)) if Arc::ptr_eq(schema, batch.schema_ref()) => {
-                Ok(*cols)
-            }
+            Some((_, schema, cols)) if Arc::ptr_eq(schema, batch.schema_ref()) => Ok(*cols),
             _ => FeatureCols::of(batch.schema_ref()),
         }
     }

@@ -246,7 +246,10 @@ mod tests {
         let messages = run(&mut s, &[1_000_000_000, 1_100_000_000]);
         let sizes: Vec<usize> = messages.iter().map(Vec::len).collect();
         assert!(sizes.iter().all(|n| (1..=4).contains(n)), "{sizes:?}");
-        assert!(sizes.len() >= 3, "10 strokes in messages of at most 4: {sizes:?}");
+        assert!(
+            sizes.len() >= 3,
+            "10 strokes in messages of at most 4: {sizes:?}"
+        );
         // Every stroke once, in order.
         let seqs: Vec<u64> = messages.concat();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
