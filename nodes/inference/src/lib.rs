@@ -24,7 +24,7 @@ use forgeline_runtime::arrow::array::{
 use forgeline_runtime::arrow::datatypes::{
     DataType, Float32Type, Int64Type, SchemaRef, UInt32Type,
 };
-use forgeline_runtime::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use forgeline_runtime::arrow::record_batch::RecordBatch;
 use forgeline_runtime::columns::Header;
 use forgeline_runtime::{InitContext, Input, Outbox, Stage, StageError};
 use forgeline_schemas::{
@@ -254,7 +254,11 @@ impl Inference {
 
     /// Scores the rows of feature messages (already queued messages of one input together):
     /// at most `max_batch` rows per session run. One `score` message per input message.
-    fn on_features(&mut self, batches: &[RecordBatch], out: &mut Outbox) -> Result<(), StageError> {
+    fn on_features(
+        &mut self,
+        batches: &[FeatureMsg<'_>],
+        out: &mut Outbox,
+    ) -> Result<(), StageError> {
         let mut results = std::mem::take(&mut self.results);
         let mut todo = std::mem::take(&mut self.todo);
         let mut layout = std::mem::take(&mut self.layout);
@@ -264,11 +268,11 @@ impl Inference {
         let sent = self
             .score_features(batches, &mut results, &mut todo, &mut layout)
             .and_then(|()| {
-                for (batch, (cols, first)) in batches.iter().zip(&layout) {
-                    let rows = &results[*first..*first + batch.num_rows()];
+                for (msg, (cols, first)) in batches.iter().zip(&layout) {
+                    let rows = &results[*first..*first + msg.num_rows()];
                     self.observe(rows);
-                    let quality = Some(Arc::clone(batch.column(cols.quality_flags)));
-                    let score = self.score_batch(batch, cols, rows, quality)?;
+                    let quality = msg.columns().get(cols.quality_flags).cloned();
+                    let score = self.score_batch(msg.columns(), cols, rows, quality)?;
                     out.send_batch("score", score);
                 }
                 Ok(())
@@ -283,23 +287,23 @@ impl Inference {
     /// row, in order) and `layout` (each message's column indices and first row in `results`).
     fn score_features(
         &mut self,
-        batches: &[RecordBatch],
+        batches: &[FeatureMsg<'_>],
         results: &mut Vec<RowResult>,
         todo: &mut Vec<(usize, usize)>,
         layout: &mut Vec<(FeatureCols, usize)>,
     ) -> Result<(), StageError> {
-        for (m, batch) in batches.iter().enumerate() {
-            let c = self.feature_cols(batch)?;
+        for (m, msg) in batches.iter().enumerate() {
+            let c = msg.cols;
             layout.push((c, results.len()));
-            let (sets, flags, values) = c.arrays(batch)?;
-            for row in 0..batch.num_rows() {
+            let (sets, flags, values) = c.arrays(msg.columns())?;
+            for row in 0..msg.num_rows() {
                 results.push(RowResult::NOT_SCORED);
                 if !QualityFlags(flags.value(row)).is_ok() {
                     continue;
                 }
-                let v = row_values(batch, values, row)?;
+                let v = row_values(values, row)?;
                 if sets.value(row) != self.feature_set || v.len() != self.scorer.row_len() {
-                    let key = Header::of(batch, features::NAME)?.key(row);
+                    let key = msg.key(row)?;
                     return Err(StageError::Input(format!(
                         "node {}: asset {} seq {}: model {} expects feature set `{}` with {} values, got `{}` with {} (field `values`)",
                         self.node_id,
@@ -316,7 +320,7 @@ impl Inference {
             }
         }
         let values_of = |m: usize, row: usize| -> Result<&[f32], SchemaMismatch> {
-            row_values(&batches[m], layout[m].0.arrays(&batches[m])?.2, row)
+            row_values(layout[m].0.arrays(batches[m].columns())?.2, row)
         };
         let mut rows: Vec<&[f32]> = Vec::new();
         for chunk in todo.chunks(self.max_batch) {
@@ -336,7 +340,7 @@ impl Inference {
                 if let Some(p) = self.probation.as_mut() {
                     p.window.record_run_error(&e.to_string());
                 }
-                let key = Header::of(&batches[chunk[0].0], features::NAME)?.key(chunk[0].1);
+                let key = batches[chunk[0].0].key(chunk[0].1)?;
                 return Err(StageError::Input(format!(
                     "node {}: asset {} seq {}: {e}",
                     self.node_id, key.asset_id, key.seq
@@ -351,25 +355,21 @@ impl Inference {
         Ok(())
     }
 
-    /// Column indices of a `FeatureVector` batch: from the cache when the batch carries the
-    /// cached schema (the normal case), else looked up by name.
-    fn feature_cols(&self, batch: &RecordBatch) -> Result<FeatureCols, SchemaMismatch> {
-        match &self.features_type {
-            Some((_, schema, cols)) if Arc::ptr_eq(schema, batch.schema_ref()) => Ok(*cols),
-            _ => FeatureCols::of(batch.schema_ref()),
-        }
-    }
-
     /// The `score` message for `input`: the key and `source` columns are the input's own
     /// (shared, not copied), the rest is built from `rows`.
     fn score_batch(
         &mut self,
-        input: &RecordBatch,
+        input: &[ArrayRef],
         cols: &FeatureCols,
         rows: &[RowResult],
         quality: Option<ArrayRef>,
     ) -> Result<RecordBatch, StageError> {
-        let n = input.num_rows();
+        let n = rows.len();
+        let column = |i: usize| {
+            input.get(i).cloned().ok_or_else(|| {
+                StageError::Internal(format!("node {}: input column {i} missing", self.node_id))
+            })
+        };
         let label: ArrayRef = if rows.iter().all(|r| r.class.is_none()) {
             self.empty_label_column.get("", n)
         } else {
@@ -386,9 +386,9 @@ impl Inference {
         RecordBatch::try_new(
             forgeline_schemas::score::schema(),
             vec![
-                Arc::clone(input.column(cols.asset_id)),
-                Arc::clone(input.column(cols.seq)),
-                Arc::clone(input.column(cols.acq_time_ns)),
+                column(cols.asset_id)?,
+                column(cols.seq)?,
+                column(cols.acq_time_ns)?,
                 Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.score))),
                 label,
                 model,
@@ -397,7 +397,7 @@ impl Inference {
                 Arc::new(UInt64Array::from_iter_values(
                     rows.iter().map(|r| r.inference_ns),
                 )),
-                Arc::clone(input.column(cols.source)),
+                column(cols.source)?,
             ],
         )
         .map_err(|e| StageError::Internal(format!("node {}: score batch: {e}", self.node_id)))
@@ -493,7 +493,10 @@ impl Inference {
         }
         self.observe(&scored);
         let cols = FeatureCols::of(batch.schema_ref())?;
-        out.send_batch("score", self.score_batch(batch, &cols, &scored, None)?);
+        out.send_batch(
+            "score",
+            self.score_batch(batch.columns(), &cols, &scored, None)?,
+        );
         Ok(())
     }
 
@@ -542,6 +545,49 @@ impl Inference {
             ),
             value: f64::NAN,
         });
+    }
+}
+
+/// One `FeatureVector` message as the node reads it: the payload's columns in place when its
+/// Arrow type is the one already checked (no record batch is built per message), else the
+/// checked record batch; and the indices of the columns the node uses.
+struct FeatureMsg<'a> {
+    data: FeatureData<'a>,
+    cols: FeatureCols,
+}
+
+enum FeatureData<'a> {
+    View(&'a StructArray),
+    Batch(RecordBatch),
+}
+
+impl FeatureMsg<'_> {
+    fn columns(&self) -> &[ArrayRef] {
+        match &self.data {
+            FeatureData::View(s) => s.columns(),
+            FeatureData::Batch(b) => b.columns(),
+        }
+    }
+
+    fn num_rows(&self) -> usize {
+        match &self.data {
+            FeatureData::View(s) => s.len(),
+            FeatureData::Batch(b) => b.num_rows(),
+        }
+    }
+
+    /// The message as a record batch, built on demand (error reports, the first key).
+    fn to_batch(&self) -> RecordBatch {
+        match &self.data {
+            // A view has no nulls at the top level (checked when it was made).
+            FeatureData::View(s) => RecordBatch::from((*s).clone()),
+            FeatureData::Batch(b) => b.clone(),
+        }
+    }
+
+    /// The correlation key of `row` (for error reports).
+    fn key(&self, row: usize) -> Result<Correlation, SchemaMismatch> {
+        Ok(Header::of(&self.to_batch(), features::NAME)?.key(row))
     }
 }
 
@@ -622,14 +668,14 @@ impl FeatureCols {
     /// The `feature_set`, `quality_flags` and `values` arrays of a `FeatureVector` batch.
     fn arrays<'a>(
         &self,
-        batch: &'a RecordBatch,
+        columns: &'a [ArrayRef],
     ) -> Result<(&'a StringArray, &'a UInt32Array, &'a LargeListArray), SchemaMismatch> {
         let wrong = |field: &str, expected: &str| SchemaMismatch {
             message: features::NAME,
             field: field.to_owned(),
             reason: format!("expected {expected}"),
         };
-        let col = |i: usize| batch.columns().get(i);
+        let col = |i: usize| columns.get(i);
         let sets = col(self.feature_set)
             .and_then(|c| c.as_string_opt::<i32>())
             .ok_or_else(|| wrong("feature_set", "Utf8"))?;
@@ -643,24 +689,30 @@ impl FeatureCols {
     }
 }
 
-/// The feature values of `row`, in place: a slice of the list's child buffer when it holds no
-/// nulls (the normal case), else through the checked accessor (which names a null item).
-fn row_values<'a>(
-    batch: &'a RecordBatch,
-    values: &'a LargeListArray,
-    row: usize,
-) -> Result<&'a [f32], SchemaMismatch> {
-    if let Some(items) = values.values().as_primitive_opt::<Float32Type>()
-        && items.null_count() == 0
-        && row < values.len()
-    {
-        let offsets = values.value_offsets();
-        let (start, end) = (offset(offsets[row]), offset(offsets[row + 1]));
-        if let Some(v) = items.values().get(start..end) {
-            return Ok(v);
-        }
+/// The feature values of `row`, in place (a slice of the list's child buffer).
+fn row_values(values: &LargeListArray, row: usize) -> Result<&[f32], SchemaMismatch> {
+    let mismatch = |reason: String| SchemaMismatch {
+        message: features::NAME,
+        field: "values".into(),
+        reason,
+    };
+    let items = values
+        .values()
+        .as_primitive_opt::<Float32Type>()
+        .ok_or_else(|| mismatch("expected LargeList<Float32>".into()))?;
+    if values.is_null(row) || items.null_count() > 0 {
+        return Err(mismatch(format!("row {row}: null list or null items")));
     }
-    features::values(batch, row)
+    let offsets = values.value_offsets();
+    let bounds = offsets.get(row).zip(offsets.get(row + 1));
+    bounds
+        .and_then(|(s, e)| items.values().get(offset(*s)..offset(*e)))
+        .ok_or_else(|| {
+            mismatch(format!(
+                "row {row}: list offsets do not address the values buffer ({} values)",
+                items.len()
+            ))
+        })
 }
 
 fn offset(o: i64) -> usize {
@@ -729,12 +781,12 @@ impl Stage for Inference {
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
         if input.port.starts_with("tensor") {
             let batch = input.batch::<Tensor>()?;
-            self.before_message(&batch, input.now_ns, out);
+            self.before_message(|| first_key(&batch), input.now_ns, out);
             self.on_tensor(input.port, &batch, out)
         } else if input.port.starts_with("features") {
-            let batch = self.features_batch(input)?;
-            self.before_message(&batch, input.now_ns, out);
-            self.on_features(std::slice::from_ref(&batch), out)
+            let msg = self.features_msg(input)?;
+            self.before_message(|| first_key(&msg.to_batch()), input.now_ns, out);
+            self.on_features(std::slice::from_ref(&msg), out)
         } else {
             Err(StageError::Input(format!(
                 "node {}: unknown input `{}`: expected `features` (FeatureVector) or an id starting with `tensor` (Tensor)",
@@ -755,39 +807,45 @@ impl Stage for Inference {
 impl Inference {
     /// Model reload and the one-off `model_loaded` event, before a message is scored. The
     /// message's first key is read only when one of them has something to do.
-    fn before_message(&mut self, batch: &RecordBatch, now_ns: u64, out: &mut Outbox) {
+    fn before_message(
+        &mut self,
+        first: impl FnOnce() -> (String, u64),
+        now_ns: u64,
+        out: &mut Outbox,
+    ) {
         if self.watch.is_none() && self.announced && self.age.is_none() {
             return;
         }
-        let (asset, seq) = first_key(batch);
+        let (asset, seq) = first();
         self.poll_reload(now_ns, &asset, seq, out);
         self.announce(&asset, now_ns, out);
         self.poll_probation(now_ns, &asset, out);
         self.poll_age(now_ns, &asset, out);
     }
 
-    /// The payload of a `features` input as a `FeatureVector` batch. The full schema check
+    /// The payload of a `features` input as a `FeatureVector` message. The full schema check
     /// ([`Input::batch`]) runs once per distinct payload type; a payload whose Arrow type equals
-    /// the last checked one (pointer-equal `Fields` compare in O(1)) reuses its schema.
-    fn features_batch(&mut self, input: &Input<'_>) -> Result<RecordBatch, StageError> {
-        if let Some((checked, schema, _)) = &self.features_type
-            && input.data.data_type() == checked
-            && let Some(structs) = input.data.as_any().downcast_ref::<StructArray>()
+    /// the last checked one (pointer-equal `Fields` compare in O(1)) is read in place with the
+    /// cached column indices.
+    fn features_msg<'a>(&mut self, input: &Input<'a>) -> Result<FeatureMsg<'a>, StageError> {
+        let data: &'a ArrayRef = input.data;
+        if let Some((checked, _, cols)) = &self.features_type
+            && data.data_type() == checked
+            && let Some(structs) = data.as_any().downcast_ref::<StructArray>()
             && structs.null_count() == 0
         {
-            let options = RecordBatchOptions::new().with_row_count(Some(structs.len()));
-            if let Ok(batch) = RecordBatch::try_new_with_options(
-                Arc::clone(schema),
-                structs.columns().to_vec(),
-                &options,
-            ) {
-                return Ok(batch);
-            }
+            return Ok(FeatureMsg {
+                data: FeatureData::View(structs),
+                cols: *cols,
+            });
         }
         let batch = input.batch::<FeatureVector>()?;
         let cols = FeatureCols::of(batch.schema_ref())?;
-        self.features_type = Some((input.data.data_type().clone(), batch.schema(), cols));
-        Ok(batch)
+        self.features_type = Some((data.data_type().clone(), batch.schema(), cols));
+        Ok(FeatureMsg {
+            data: FeatureData::Batch(batch),
+            cols,
+        })
     }
 
     /// `on_inputs` body: queued feature messages scored together; anything else one by one.
@@ -804,10 +862,10 @@ impl Inference {
         }
         let batches = inputs
             .iter()
-            .map(|i| self.features_batch(i))
+            .map(|i| self.features_msg(i))
             .collect::<Result<Vec<_>, _>>();
         if let Ok(batches) = batches {
-            self.before_message(&batches[0], inputs[0].now_ns, out);
+            self.before_message(|| first_key(&batches[0].to_batch()), inputs[0].now_ns, out);
             if self.on_features(&batches, out).is_ok() {
                 return Ok(());
             }

@@ -212,6 +212,12 @@ impl Outbox {
         std::mem::take(&mut self.pending)
     }
 
+    /// Drains the queued messages, keeping the queue's capacity (what the runtime does when it
+    /// sends them; for drivers that call a stage in a loop, e.g. benchmarks).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (String, RecordBatch)> {
+        self.pending.drain(..)
+    }
+
     /// Takes the queued in-place frames out as the Arrow payloads a receiver gets (port, the
     /// `UInt8` payload), decoding each sample's IPC stream (for tests and custom drivers).
     ///
