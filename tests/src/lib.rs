@@ -5,6 +5,8 @@
 //! the graphs start), and the dora CLI from the project venv.
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod model_box;
+
 use serde_yaml::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

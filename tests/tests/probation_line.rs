@@ -14,16 +14,10 @@
 //! only; bounded by `--stop-after` and by the finite replay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use forgeline_tests::model_box::{ModelBox, decided_once, fl};
 use forgeline_tests::{
-    TestGraph, copy_dir_files as copy_dir, dora_run, free_port, model_switched_seqs,
-    pymodbus_server, read_jsonl_so_far as logged, root, run_forgeline,
+    free_port, model_switched_seqs, pymodbus_server, read_jsonl_so_far as logged,
 };
-use serde_yaml::Value;
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 const PROFILE: &str = "x86_64-cpu";
 /// Strokes replayed (20 strokes/s: about 25 s of line time).
@@ -31,46 +25,13 @@ const STROKES: usize = 500;
 /// Decisions logged before the bad version is pushed.
 const UPDATE_AFTER: usize = 20;
 
-fn fl(args: &[&str]) -> (bool, String, String) {
-    run_forgeline(args, &root())
-}
-
-/// The shipped press model as `version`; `edit` changes model.yml's text before the reference
-/// set is written and the package signed.
-fn package(tmp: &Path, version: &str, edit: impl FnOnce(String) -> String) -> String {
-    let pkg = tmp.join(format!("pkg-{version}"));
-    copy_dir(&root().join("models/press-anomaly"), &pkg);
-    let yml = std::fs::read_to_string(pkg.join("model.yml")).unwrap();
-    assert!(yml.contains("version: 1.0.0"), "model.yml changed: {yml}");
-    let yml = yml.replacen("version: 1.0.0", &format!("version: {version}"), 1);
-    std::fs::write(pkg.join("model.yml"), edit(yml)).unwrap();
-    let p = pkg.to_str().unwrap().to_owned();
-    let (ok, out, err) = fl(&["model", "reference", &p, "--per-label", "3"]);
-    assert!(ok, "reference {version}: {out}{err}");
-    let key = tmp.join("keys/forgeline.key");
-    let (ok, out, err) = fl(&["model", "sign", &p, "--key", key.to_str().unwrap()]);
-    assert!(ok, "sign {version}: {out}{err}");
-    p
-}
-
 #[test]
 fn a_bad_model_on_probation_is_rolled_back_by_the_running_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = |p: &str| tmp.path().join(p).to_str().unwrap().to_owned();
-    let reg = t("reg");
-    let reg_args = ["--registry", reg.as_str(), "--profile", PROFILE];
-
-    let (ok, out, err) = fl(&["model", "keygen", "--dir", &t("keys")]);
-    assert!(ok, "keygen: {out}{err}");
-    std::fs::create_dir_all(tmp.path().join("reg/trusted-keys")).unwrap();
-    std::fs::copy(
-        tmp.path().join("keys/forgeline.pub"),
-        tmp.path().join("reg/trusted-keys/forgeline.pub"),
-    )
-    .unwrap();
-    let good = package(tmp.path(), "1.0.0", |yml| yml);
+    let mb = ModelBox::new(PROFILE);
+    let reg = mb.reg.clone();
+    let good = mb.package("1.0.0", |yml| yml);
     // Bad: every stroke's score is above this warning threshold.
-    let bad = package(tmp.path(), "1.1.0", |yml| {
+    let bad = mb.package("1.1.0", |yml| {
         let line = yml
             .lines()
             .find(|l| l.trim_start().starts_with("warning: "))
@@ -79,124 +40,46 @@ fn a_bad_model_on_probation_is_rolled_back_by_the_running_line() {
         let indent = &line[..line.len() - line.trim_start().len()];
         yml.replacen(&line, &format!("{indent}warning: 1.0e-9"), 1)
     });
-    let (ok, out, err) = fl(&[&["model", "install", good.as_str()][..], &reg_args].concat());
-    assert!(ok, "install 1.0.0: {out}{err}");
-    let (ok, out, err) = fl(&[
-        &[
-            "model",
-            "activate",
-            "press-anomaly",
-            "1.0.0",
-            "--reason",
-            "test",
-        ][..],
-        &reg_args,
-    ]
-    .concat());
-    assert!(ok, "activate 1.0.0: {out}{err}");
+    mb.install(&good);
+    mb.activate("1.0.0");
 
-    let data = t("strokes");
-    let (ok, out, err) = fl(&[
-        "simulate",
-        "--out",
-        &data,
-        "--seed",
-        "11",
-        "--normal",
-        &STROKES.to_string(),
-    ]);
-    assert!(ok, "simulate: {out}{err}");
-
+    let data = mb.strokes(STROKES);
     let port = free_port();
     let (_plc, _writes) = pymodbus_server(port);
-    let log = tmp.path().join("decisions.jsonl");
-
-    let mut g = TestGraph::from_shipped("stamping_press.yml", "probation_line");
-    g.edit_config("press", |c| {
-        c["source"] =
-            serde_yaml::from_str(&format!("{{kind: replay, paths: ['{data}']}}")).unwrap();
-        c["pace"] = serde_yaml::from_str("{rate: 1200}").unwrap(); // 20 strokes/s
-        c["exit_when_done"] = Value::Bool(true);
-    });
-    g.edit_config("inference", |c| {
-        let m = c.as_mapping_mut().unwrap();
-        m.remove("model_dir");
-        m.insert(
-            "registry".into(),
-            serde_yaml::from_str(&format!(
-                "{{dir: '{reg}', name: press-anomaly, profile: {PROFILE}, \
-                 health: {{check_every_ms: 1000, min_rows: 10}}}}"
-            ))
-            .unwrap(),
-        );
-        m.insert("reload_check_ms".into(), Value::from(50));
-    });
-    g.edit_config("telemetry", |c| {
-        c["decision_log"] = Value::String(log.to_str().unwrap().into());
-        c["metrics"]["port"] = Value::from(free_port());
-    });
-    g.edit_config("plc", |c| {
-        c["link"]["address"] = Value::String(format!("127.0.0.1:{port}"));
-    });
-    g.remove_node("plc-sim");
+    let log = mb.dir().join("decisions.jsonl");
+    let g = mb.press_line(
+        "probation_line",
+        &data,
+        ", health: {check_every_ms: 1000, min_rows: 10}",
+        port,
+        &log,
+    );
     let graph = g.write().to_path_buf();
 
     // Mid-run, once the line is deciding with 1.0.0: the update, as an operator would run it.
-    let done = Arc::new(AtomicBool::new(false));
-    let updater = {
-        let done = Arc::clone(&done);
-        let log = log.clone();
-        let reg = reg.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            while !done.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
-                let seen = logged(&log).len();
-                if seen >= UPDATE_AFTER {
-                    let r = fl(&[
-                        "model",
-                        "update",
-                        &bad,
-                        "--probation-minutes",
-                        "10",
-                        "--max-failures",
-                        "2",
-                        "--registry",
-                        &reg,
-                        "--profile",
-                        PROFILE,
-                    ]);
-                    return Some((seen, r));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            None
-        })
-    };
-    let (ok, out) = dora_run(&graph, tmp.path(), 120);
-    done.store(true, Ordering::SeqCst);
-    let (seen_before, (up_ok, up_out, up_err)) = updater
-        .join()
-        .unwrap()
-        .unwrap_or_else(|| panic!("the line never logged {UPDATE_AFTER} decisions:\n{out}"));
+    let (ok, out, update) = mb.run_line_and(
+        &graph,
+        &log,
+        UPDATE_AFTER,
+        &[
+            "update",
+            &bad,
+            "--probation-minutes",
+            "10",
+            "--max-failures",
+            "2",
+        ],
+    );
+    let (seen_before, (up_ok, up_out, up_err)) =
+        update.unwrap_or_else(|| panic!("the line never logged {UPDATE_AFTER} decisions:\n{out}"));
     assert!(up_ok, "model update 1.1.0 mid-run: {up_out}{up_err}");
     assert!(up_out.contains("on probation"), "{up_out}");
     assert!(ok, "dora run failed:\n{out}");
 
     // Every stroke decided exactly once.
-    let mut by_seq: BTreeMap<u64, String> = BTreeMap::new();
-    for d in &logged(&log) {
-        let seq = d["seq"].as_u64().unwrap();
-        let version = d["model_version"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            by_seq.insert(seq, version).is_none(),
-            "seq {seq} decided twice\n{out}"
-        );
-    }
+    let by_seq = decided_once(&log, STROKES, &out);
     let first = *by_seq.keys().next().unwrap();
     let last = *by_seq.keys().next_back().unwrap();
-    let missing: Vec<u64> = (first..=last).filter(|s| !by_seq.contains_key(s)).collect();
-    assert!(missing.is_empty(), "lost strokes {missing:?}\n{out}");
-    assert_eq!(by_seq.len(), STROKES, "seqs {first}..={last}\n{out}");
 
     // 1.0.0 → 1.1.0 → 1.0.0, each change at one seq (runs of one version, in this order).
     let mut runs: Vec<(String, u64, u64)> = Vec::new(); // (version, first seq, strokes)
@@ -249,10 +132,9 @@ fn a_bad_model_on_probation_is_rolled_back_by_the_running_line() {
             && show.contains("> max_flag_rate 20.0 %"),
         "model show must name the automatic rollback and its reason:\n{show}"
     );
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(tmp.path().join("reg/registry.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mb.dir().join("reg/registry.json")).unwrap())
+            .unwrap();
     let slot = &state["models"]["press-anomaly"]["slots"][PROFILE];
     assert_eq!(slot["active"], "1.0.0", "{state:#}");
     assert!(slot.get("probation").is_none(), "{state:#}");

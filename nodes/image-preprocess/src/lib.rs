@@ -326,9 +326,14 @@ mod tests {
         let data: ArrayRef = Arc::new(forgeline_schemas::to_struct_array(&Frame::to_batch(
             std::slice::from_ref(f),
         )));
+        feed(stage, &data)
+    }
+
+    /// Feeds one `frame` payload; returns the tensors sent.
+    fn feed(stage: &mut ImagePreprocess, data: &ArrayRef) -> Result<Vec<Tensor>, StageError> {
         let input = Input {
             port: "frame",
-            data: &data,
+            data,
             now_ns: 0,
             sent_ns: 0,
         };
@@ -374,20 +379,10 @@ mod tests {
         stage: &mut ImagePreprocess,
         payload: &[u8],
     ) -> Result<Vec<Tensor>, StageError> {
-        let data: ArrayRef = Arc::new(UInt8Array::from(payload.to_vec()));
-        let input = Input {
-            port: "frame",
-            data: &data,
-            now_ns: 0,
-            sent_ns: 0,
-        };
-        let mut out = Outbox::default();
-        stage.on_input(&input, &mut out)?;
-        Ok(out
-            .take()
-            .into_iter()
-            .flat_map(|(_, b)| Tensor::try_from_batch(&b).unwrap())
-            .collect())
+        feed(
+            stage,
+            &(Arc::new(UInt8Array::from(payload.to_vec())) as ArrayRef),
+        )
     }
 
     #[test]

@@ -76,12 +76,23 @@ fn message(seq: u64, values: &[f32]) -> ArrayRef {
 }
 
 fn feed(node: &mut Inference, seq: u64, values: &[f32]) -> (Vec<Score>, Vec<Health>) {
+    // 1 ms per stroke: reload_check_ms 0 looks at every one.
+    feed_at_ns(node, seq, values, seq * 1_000_000)
+}
+
+/// Feeds stroke `seq` at `now_ns`; returns the scores and health events it produced.
+fn feed_at_ns(
+    node: &mut Inference,
+    seq: u64,
+    values: &[f32],
+    now_ns: u64,
+) -> (Vec<Score>, Vec<Health>) {
     let data = message(seq, values);
     let mut out = Outbox::default();
     let input = Input {
         port: "features",
         data: &data,
-        now_ns: seq * 1_000_000, // 1 ms per stroke: reload_check_ms 0 looks at every one
+        now_ns,
         sent_ns: 0,
     };
     node.on_input(&input, &mut out).unwrap();
@@ -261,25 +272,7 @@ fn activation_mid_stream_switches_at_one_seq_and_a_bad_model_is_refused() {
 const T0_NS: u64 = 1_795_564_800_000_000_000;
 
 fn feed_at(node: &mut Inference, seq: u64, values: &[f32]) -> (Vec<Score>, Vec<Health>) {
-    let data = message(seq, values);
-    let mut out = Outbox::default();
-    let input = Input {
-        port: "features",
-        data: &data,
-        now_ns: T0_NS + seq * 1_000_000,
-        sent_ns: 0,
-    };
-    node.on_input(&input, &mut out).unwrap();
-    let mut scores = Vec::new();
-    let mut health = Vec::new();
-    for (port, batch) in out.take() {
-        match port.as_str() {
-            "score" => scores.extend(Score::try_from_batch(&batch).unwrap()),
-            "health" => health.extend(Health::try_from_batch(&batch).unwrap()),
-            other => panic!("unexpected port {other}"),
-        }
-    }
-    (scores, health)
+    feed_at_ns(node, seq, values, T0_NS + seq * 1_000_000)
 }
 
 /// A registry in a fresh temp dir with press-tiny 1.0.0 (active) and 1.1.0 installed; 1.1.0's
