@@ -86,6 +86,16 @@ fn bench_line_prints_latency_hops_baselines_and_throughput() {
     }
     assert!(out.contains("fused in one process (baseline)"), "{out}");
     assert!(out.contains("bare dora chain"), "{out}");
+    // The same chain with its relays under the forgeline runtime, hop by hop.
+    assert!(out.contains("relays under the forgeline runtime"), "{out}");
+    let runtime = bench_lines(&out, "runtime_hop");
+    assert_eq!(runtime.len(), 5, "five relay hops:\n{out}");
+    for h in &runtime {
+        assert!(
+            num(h, "bare_p50") > 0.0 && num(h, "runtime_p50") > 0.0,
+            "{h:?}"
+        );
+    }
     let t = bench_lines(&out, "throughput");
     assert!(t.is_empty(), "no Python ratio with --no-python");
     assert!(out.contains("| fused in one process |"), "{out}");

@@ -328,7 +328,9 @@ fn hop_bytes() -> [u64; 5] {
 
 /// The bare dora chain: source → 4 relays → sink, each hop carrying the payload size of the
 /// matching press-line hop.
-fn run_bare(graph_path: &Path, rate: f64, seconds: u64) -> eyre::Result<ChainReport> {
+/// The bare dora chain: `bare-source → 4 relays → bare-sink`, relays of `relay` kind
+/// (`bare-relay`, or `runtime-relay`: the same work under the forgeline runtime).
+fn run_bare(graph_path: &Path, rate: f64, seconds: u64, relay: &str) -> eyre::Result<ChainReport> {
     let exe = exe()?;
     let bytes = hop_bytes();
     let mut nodes = vec![yaml(&format!(
@@ -348,7 +350,7 @@ env: {{ {BARE_BYTES_ENV}: \"{b}\", {BARE_RATE_ENV}: \"{r}\" }}
         nodes.push(yaml(&format!(
             "id: bare-relay-{i}
 path: {exe}
-args: bench-node bare-relay
+args: bench-node {relay}
 inputs: {{ in: {{ source: {upstream}/out, queue_size: 100 }} }}
 outputs: [out]
 env: {{ {BARE_BYTES_ENV}: \"{b}\", {BARE_INDEX_ENV}: \"{i}\" }}
@@ -515,7 +517,18 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
         None
     } else {
         eprintln!("running the bare dora chain for {} s …", opts.seconds);
-        Some(run_bare(graph_path, rate, opts.seconds)?)
+        Some(run_bare(graph_path, rate, opts.seconds, "bare-relay")?)
+    };
+    // The same chain with the relays under the forgeline runtime (empty stages): what the
+    // runtime itself adds to a hop, apart from any stage's work.
+    let runtime_chain = if opts.no_bare {
+        None
+    } else {
+        eprintln!(
+            "running the chain again with the relays under the forgeline runtime for {} s …",
+            opts.seconds
+        );
+        Some(run_bare(graph_path, rate, opts.seconds, "runtime-relay")?)
     };
     let strokes = tempfile::tempdir()?;
     crate::offline::simulate(strokes.path(), 7, 200, 0, 0)?;
@@ -547,6 +560,15 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
             row(
                 "bare dora chain, same payloads and fan-out, 5 hops (baseline)",
                 &b
+            )
+        );
+    }
+    if let Some(r) = runtime_chain.as_ref().and_then(|b| b.end_to_end) {
+        println!(
+            "{}",
+            row(
+                "same chain, relays under the forgeline runtime (empty stages)",
+                &r
             )
         );
     }
@@ -610,6 +632,29 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
         );
     } else {
         println!("\n(no probe report: per-hop shares unavailable)");
+    }
+    if let (Some(b), Some(r)) = (&bare, &runtime_chain) {
+        println!(
+            "\n## the runtime's own cost per hop: bare relay vs the same relay under the forgeline runtime\n"
+        );
+        println!(
+            "| relay hop | bare p50 ms | runtime p50 ms | bare p99 ms | runtime p99 ms | runtime / bare (p50) |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for (i, ((name, bs), (_, rs))) in b.hops.iter().zip(&r.hops).enumerate() {
+            println!(
+                "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}× |",
+                bs.p50,
+                rs.p50,
+                bs.p99,
+                rs.p99,
+                rs.p50 / bs.p50
+            );
+            println!(
+                "BENCH kind=runtime_hop index={i} bare_p50={:.3} runtime_p50={:.3}",
+                bs.p50, rs.p50
+            );
+        }
     }
     println!(
         "\n## throughput per core (single thread, same {} strokes)\n",

@@ -13,6 +13,9 @@
 //! - `frame-source`: a forgeline [`Stage`] sending one grey frame of `bytes` pixels per tick
 //!   through the runtime's in-place path (`Outbox::send_frame`), its acquisition time taken
 //!   just before the send; `bare-sink` reads it like a bare payload (for the frame-hop bench).
+//! - `runtime-relay`: `bare-relay`'s work as a forgeline [`Stage`] under the node runtime (the
+//!   payload as a one-column record batch): the runtime's own cost per hop, with no stage work,
+//!   next to the bare relay in the same run.
 //! - `multi-press`: the seeded press simulator for N presses interleaved in one acquisition
 //!   node (each at `rate` strokes/min, its own seed and asset id `press-001`…), for the
 //!   multi-asset runs. A forgeline [`Stage`], like `press-acquisition`.
@@ -59,8 +62,9 @@ pub fn run(kind: &str) -> eyre::Result<()> {
         "bare-sink" => bare_sink(),
         "multi-press" => forgeline_runtime::run_node::<MultiPress>(),
         "frame-source" => forgeline_runtime::run_node::<FrameSource>(),
+        "runtime-relay" => forgeline_runtime::run_node::<RuntimeRelay>(),
         other => Err(eyre!(
-            "unknown bench node `{other}` (kinds: probe, bare-source, bare-relay, bare-sink, multi-press, frame-source)"
+            "unknown bench node `{other}` (kinds: probe, bare-source, bare-relay, bare-sink, multi-press, frame-source, runtime-relay)"
         )),
     }
 }
@@ -339,6 +343,15 @@ fn bare_sink() -> eyre::Result<()> {
                 let raw_words: Vec<u64>;
                 let v: &[u64] = if let Some(input) = array.as_any().downcast_ref::<UInt64Array>() {
                     input.values()
+                } else if let Some(words) = array
+                    .as_any()
+                    .downcast_ref::<forgeline_schemas::arrow::array::StructArray>()
+                    .and_then(|s| s.column_by_name(RELAY_COLUMN))
+                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+                {
+                    // A runtime relay's payload: the same words in a one-column batch.
+                    raw_words = words.values().to_vec();
+                    &raw_words
                 } else if let Some(frame) = array
                     .as_any()
                     .downcast_ref::<UInt8Array>()
@@ -559,6 +572,84 @@ impl Stage for FrameSource {
             // The pixels a camera would write in place; the hop is measured from here.
             out.send_frame("frame", &header, |px| px[0] = 1)?;
         }
+        Ok(())
+    }
+}
+
+/// The column of a `runtime-relay` payload.
+pub const RELAY_COLUMN: &str = "payload";
+
+/// `bare-relay` under the forgeline runtime (see the module doc). Configured by the same
+/// environment variables as `bare-relay`; its config is empty.
+pub struct RuntimeRelay {
+    index: usize,
+    payload: Vec<u64>,
+    schema: forgeline_schemas::arrow::datatypes::SchemaRef,
+}
+
+/// Configuration of `runtime-relay`: none (the bare chain's environment variables are read).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeRelayConfig {}
+
+impl Validate for RuntimeRelayConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
+        Vec::new()
+    }
+}
+
+impl Stage for RuntimeRelay {
+    type Config = RuntimeRelayConfig;
+    const KIND: &'static str = "runtime-relay";
+
+    fn new(_config: RuntimeRelayConfig, _ctx: &InitContext) -> eyre::Result<Self> {
+        let bytes = env_u64(BARE_BYTES_ENV)?;
+        let index = usize::try_from(env_u64(BARE_INDEX_ENV)?)?;
+        if !(1..=5).contains(&index) {
+            return Err(eyre!(
+                "runtime-relay: {BARE_INDEX_ENV}={index}, expected 1 to 5"
+            ));
+        }
+        let schema = std::sync::Arc::new(forgeline_schemas::arrow::datatypes::Schema::new(vec![
+            forgeline_schemas::arrow::datatypes::Field::new(
+                RELAY_COLUMN,
+                forgeline_schemas::arrow::datatypes::DataType::UInt64,
+                false,
+            ),
+        ]));
+        Ok(Self {
+            index,
+            payload: vec![0u64; words(bytes)],
+            schema,
+        })
+    }
+
+    fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
+        let data = input.data.as_any();
+        let upstream = if let Some(a) = data.downcast_ref::<UInt64Array>() {
+            a
+        } else if let Some(a) = data
+            .downcast_ref::<forgeline_schemas::arrow::array::StructArray>()
+            .and_then(|s| s.column_by_name(RELAY_COLUMN))
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        {
+            a
+        } else {
+            return Err(StageError::Input(
+                "runtime-relay: expected a UInt64 payload".into(),
+            ));
+        };
+        let n = upstream.len().min(self.index + 1);
+        self.payload[..n].copy_from_slice(&upstream.values()[..n]);
+        self.payload[self.index + 1] = now_ns();
+        let column: forgeline_schemas::arrow::array::ArrayRef =
+            std::sync::Arc::new(UInt64Array::from(self.payload.clone()));
+        let batch = forgeline_schemas::arrow::record_batch::RecordBatch::try_new(
+            std::sync::Arc::clone(&self.schema),
+            vec![column],
+        )
+        .map_err(|e| StageError::Internal(format!("runtime-relay: {e}")))?;
+        out.send_batch("out", batch);
         Ok(())
     }
 }
