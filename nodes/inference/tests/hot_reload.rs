@@ -47,9 +47,20 @@ fn session() -> InferenceConfig {
 
 /// A signed copy of press-tiny with `version`, running `variant` by default.
 fn package(root: &Path, key: &SigningKey, version: &str, variant: VariantKind) -> PathBuf {
-    let dir = root.join(format!("pkg-{version}"));
+    package_of(root, key, "press-tiny", version, variant)
+}
+
+/// A signed copy of test model `model` with `version`, running `variant` by default.
+fn package_of(
+    root: &Path,
+    key: &SigningKey,
+    model: &str,
+    version: &str,
+    variant: VariantKind,
+) -> PathBuf {
+    let dir = root.join(format!("pkg-{model}-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(Path::new(DATA).join("press-tiny")).unwrap() {
+    for entry in std::fs::read_dir(Path::new(DATA).join(model)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
@@ -278,13 +289,18 @@ fn feed_at(node: &mut Inference, seq: u64, values: &[f32]) -> (Vec<Score>, Vec<H
 /// A registry in a fresh temp dir with press-tiny 1.0.0 (active) and 1.1.0 installed; 1.1.0's
 /// `thresholds.warning` is `warning_110` (tiny = every stroke flagged). Returns (root, registry).
 fn registry_with_two_versions(tag: &str, warning_110: f64) -> (PathBuf, Registry) {
+    registry_with_two_versions_of(tag, "press-tiny", warning_110)
+}
+
+/// [`registry_with_two_versions`] for test model `model`.
+fn registry_with_two_versions_of(tag: &str, model: &str, warning_110: f64) -> (PathBuf, Registry) {
     let root = std::env::temp_dir().join(format!("forgeline-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("keys")).unwrap();
     let pair = forgeline_registry::generate_keypair(root.join("keys"), None).unwrap();
     let key = SigningKey::load(&pair.secret_key, None).unwrap();
-    let v1 = package(&root, &key, "1.0.0", VariantKind::Fp32);
-    let v2 = package(&root, &key, "1.1.0", VariantKind::Fp32);
+    let v1 = package_of(&root, &key, model, "1.0.0", VariantKind::Fp32);
+    let v2 = package_of(&root, &key, model, "1.1.0", VariantKind::Fp32);
     let yml = v2.join("model.yml");
     let mut meta: ModelMeta =
         serde_yaml::from_str(&std::fs::read_to_string(&yml).unwrap()).unwrap();
@@ -296,17 +312,28 @@ fn registry_with_two_versions(tag: &str, warning_110: f64) -> (PathBuf, Registry
     let at = Timestamp::from_unix_ns(T0_NS);
     reg.install(&v1, PROFILE, at).unwrap();
     reg.install(&v2, PROFILE, at).unwrap();
-    reg.activate("press-tiny", &Version::new(1, 0, 0), PROFILE, "first", at)
+    reg.activate(model, &Version::new(1, 0, 0), PROFILE, "first", at)
         .unwrap();
     (root, reg)
 }
 
 fn following(root: &Path, health: HealthCheck, max_model_age_days: Option<f64>) -> Inference {
+    following_model(root, "press-tiny", "features", health, max_model_age_days)
+}
+
+/// An inference node following test model `model` in the registry at `root`, fed on `input`.
+fn following_model(
+    root: &Path,
+    model: &str,
+    input: &str,
+    health: HealthCheck,
+    max_model_age_days: Option<f64>,
+) -> Inference {
     let config = Config {
         model_dir: None,
         registry: Some(RegistryModel {
             dir: root.join("registry"),
-            name: "press-tiny".into(),
+            name: model.into(),
             profile: PROFILE.into(),
             // The key pair's directory: only `*.pub` files are read from it.
             trusted_keys: Some(root.join("keys")),
@@ -319,7 +346,7 @@ fn following(root: &Path, health: HealthCheck, max_model_age_days: Option<f64>) 
     let ctx = InitContext {
         node_id: "inference".into(),
         outputs: vec!["score".into(), "health".into()],
-        inputs: vec!["features".into()],
+        inputs: vec![input.into()],
         restart_count: 0,
     };
     Inference::new(config, &ctx).unwrap()
@@ -689,6 +716,120 @@ fn while_the_registry_is_locked_windows_are_skipped_and_nothing_is_recorded() {
         &mut events,
         "the rollback",
         |_, h| h.iter().any(|e| e.code == "model_rolled_back"),
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// One classifier-tiny frame as a `Tensor` message at `T0_NS + seq` ms; the scores and health
+/// events it produced.
+fn feed_tensor_at(node: &mut Inference, seq: u64, values: &[f32]) -> (Vec<Score>, Vec<Health>) {
+    let row = forgeline_schemas::Tensor {
+        key: Correlation::new("camera-1", seq, seq),
+        shape: vec![1, 30],
+        dtype: "f32".into(),
+        layout: "flat".into(),
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        source: format!("test:{seq}"),
+    };
+    let data: ArrayRef = Arc::new(forgeline_schemas::to_struct_array(
+        &forgeline_schemas::Tensor::to_batch(&[row]),
+    ));
+    let mut out = Outbox::default();
+    let input = Input {
+        port: "tensor",
+        data: &data,
+        now_ns: T0_NS + seq * 1_000_000,
+        sent_ns: 0,
+    };
+    node.on_input(&input, &mut out).unwrap();
+    let (mut scores, mut health) = (Vec::new(), Vec::new());
+    for (port, batch) in out.take() {
+        match port.as_str() {
+            "score" => scores.extend(Score::try_from_batch(&batch).unwrap()),
+            "health" => health.extend(Health::try_from_batch(&batch).unwrap()),
+            other => panic!("unexpected port {other}"),
+        }
+    }
+    (scores, health)
+}
+
+#[test]
+fn a_bad_classifier_on_probation_is_rolled_back_through_tensor_inputs() {
+    // 1.1.0's warning threshold is below any reject probability: every frame is flagged.
+    let (root, mut reg) =
+        registry_with_two_versions_of("probation-tensor", "classifier-tiny", 1e-9);
+    let health = HealthCheck {
+        check_every_ms: 10,
+        min_rows: 10,
+        ..HealthCheck::default()
+    };
+    let mut node = following_model(&root, "classifier-tiny", "tensor", health, None);
+    let rows = samples();
+    let (mut seq, mut scored, mut events) = (0_u64, Vec::<Score>::new(), Vec::<Health>::new());
+    let mut step =
+        |node: &mut Inference, seq: &mut u64, scored: &mut Vec<Score>, events: &mut Vec<Health>| {
+            let (s, h) = feed_tensor_at(node, *seq, &rows[(*seq as usize) % rows.len()]);
+            scored.extend(s);
+            events.extend(h);
+            *seq += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        };
+    for _ in 0..20 {
+        step(&mut node, &mut seq, &mut scored, &mut events);
+    }
+    reg.activate_on_probation(
+        "classifier-tiny",
+        &Version::new(1, 1, 0),
+        PROFILE,
+        "update",
+        Timestamp::from_unix_ns(T0_NS),
+        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
+        2,
+    )
+    .unwrap();
+    drop(reg); // The node reports to the registry by itself.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let back = |s: &[Score]| {
+        let mut seen_new = false;
+        s.iter().any(|x| {
+            seen_new |= x.model_version.ends_with("@1.1.0");
+            seen_new && x.model_version.ends_with("@1.0.0")
+        })
+    };
+    while !back(&scored) {
+        assert!(
+            Instant::now() < deadline,
+            "no rollback; health events: {events:#?}"
+        );
+        step(&mut node, &mut seq, &mut scored, &mut events);
+    }
+
+    // Every frame scored once, with a label; 1.0.0 → 1.1.0 → 1.0.0, each change at one seq.
+    let seqs: Vec<u64> = scored.iter().map(|s| s.key.seq).collect();
+    assert_eq!(seqs, (0..seq).collect::<Vec<_>>());
+    assert!(scored.iter().all(|s| !s.label.is_empty()));
+    let mut versions: Vec<&str> = Vec::new();
+    for s in &scored {
+        if versions.last() != Some(&s.model_version.as_str()) {
+            versions.push(&s.model_version);
+        }
+    }
+    assert_eq!(
+        versions,
+        [
+            "classifier-tiny@1.0.0",
+            "classifier-tiny@1.1.0",
+            "classifier-tiny@1.0.0"
+        ]
+    );
+    let rolled = events
+        .iter()
+        .find(|h| h.code == "model_rolled_back")
+        .unwrap_or_else(|| panic!("no model_rolled_back event: {events:#?}"));
+    assert!(
+        rolled.message.contains("flag rate 100.0 %"),
+        "{}",
+        rolled.message
     );
     let _ = std::fs::remove_dir_all(&root);
 }
