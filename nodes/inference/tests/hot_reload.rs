@@ -766,7 +766,7 @@ fn a_bad_classifier_on_probation_is_rolled_back_through_tensor_inputs() {
     let mut node = following_model(&root, "classifier-tiny", "tensor", health, None);
     let rows = samples();
     let (mut seq, mut scored, mut events) = (0_u64, Vec::<Score>::new(), Vec::<Health>::new());
-    let mut step =
+    let step =
         |node: &mut Inference, seq: &mut u64, scored: &mut Vec<Score>, events: &mut Vec<Health>| {
             let (s, h) = feed_tensor_at(node, *seq, &rows[(*seq as usize) % rows.len()]);
             scored.extend(s);
