@@ -98,11 +98,20 @@ fn feed_at_ns(
     values: &[f32],
     now_ns: u64,
 ) -> (Vec<Score>, Vec<Health>) {
-    let data = message(seq, values);
+    call(node, "features", &message(seq, values), now_ns)
+}
+
+/// One message on input `port` at `now_ns`; the scores and health events it produced.
+fn call(
+    node: &mut Inference,
+    port: &str,
+    data: &ArrayRef,
+    now_ns: u64,
+) -> (Vec<Score>, Vec<Health>) {
     let mut out = Outbox::default();
     let input = Input {
-        port: "features",
-        data: &data,
+        port,
+        data,
         now_ns,
         sent_ns: 0,
     };
@@ -352,6 +361,21 @@ fn following_model(
     Inference::new(config, &ctx).unwrap()
 }
 
+/// The "update": `model` 1.1.0 activated on probation for an hour of message time from
+/// `T0_NS`, two failed health reports rolling it back.
+fn on_probation_for_an_hour(reg: &mut Registry, model: &str) {
+    reg.activate_on_probation(
+        model,
+        &Version::new(1, 1, 0),
+        PROFILE,
+        "update",
+        Timestamp::from_unix_ns(T0_NS),
+        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
+        2,
+    )
+    .unwrap();
+}
+
 /// Streams strokes from `*seq` on (1 ms of message time each, 2 ms of real time so the
 /// background threads get to run) until `until` holds; bounded by 120 s.
 fn stream_until(
@@ -397,16 +421,7 @@ fn a_bad_version_on_probation_is_rolled_back_by_the_line_itself() {
     );
     // The "update": 1.1.0 on probation, two failed health reports roll back. The probation
     // window ends far after the message times the node reports with.
-    reg.activate_on_probation(
-        "press-tiny",
-        &Version::new(1, 1, 0),
-        PROFILE,
-        "update",
-        Timestamp::from_unix_ns(T0_NS),
-        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
-        2,
-    )
-    .unwrap();
+    on_probation_for_an_hour(&mut reg, "press-tiny");
     drop(reg); // Release the lock: the node reports to the registry by itself.
     stream_until(
         &mut node,
@@ -661,16 +676,7 @@ fn while_the_registry_is_locked_windows_are_skipped_and_nothing_is_recorded() {
         ..HealthCheck::default()
     };
     let mut node = following(&root, health, None);
-    reg.activate_on_probation(
-        "press-tiny",
-        &Version::new(1, 1, 0),
-        PROFILE,
-        "update",
-        Timestamp::from_unix_ns(T0_NS),
-        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
-        2,
-    )
-    .unwrap();
+    on_probation_for_an_hour(&mut reg, "press-tiny");
     // `reg` keeps the lock, as a long `forgeline model …` command would.
     let (mut seq, mut scored, mut events) = (0_u64, Vec::new(), Vec::new());
     stream_until(
@@ -734,23 +740,7 @@ fn feed_tensor_at(node: &mut Inference, seq: u64, values: &[f32]) -> (Vec<Score>
     let data: ArrayRef = Arc::new(forgeline_schemas::to_struct_array(
         &forgeline_schemas::Tensor::to_batch(&[row]),
     ));
-    let mut out = Outbox::default();
-    let input = Input {
-        port: "tensor",
-        data: &data,
-        now_ns: T0_NS + seq * 1_000_000,
-        sent_ns: 0,
-    };
-    node.on_input(&input, &mut out).unwrap();
-    let (mut scores, mut health) = (Vec::new(), Vec::new());
-    for (port, batch) in out.take() {
-        match port.as_str() {
-            "score" => scores.extend(Score::try_from_batch(&batch).unwrap()),
-            "health" => health.extend(Health::try_from_batch(&batch).unwrap()),
-            other => panic!("unexpected port {other}"),
-        }
-    }
-    (scores, health)
+    call(node, "tensor", &data, T0_NS + seq * 1_000_000)
 }
 
 #[test]
@@ -777,16 +767,7 @@ fn a_bad_classifier_on_probation_is_rolled_back_through_tensor_inputs() {
     for _ in 0..20 {
         step(&mut node, &mut seq, &mut scored, &mut events);
     }
-    reg.activate_on_probation(
-        "classifier-tiny",
-        &Version::new(1, 1, 0),
-        PROFILE,
-        "update",
-        Timestamp::from_unix_ns(T0_NS),
-        Timestamp::from_unix_ns(T0_NS + 3_600_000_000_000),
-        2,
-    )
-    .unwrap();
+    on_probation_for_an_hour(&mut reg, "classifier-tiny");
     drop(reg); // The node reports to the registry by itself.
     let deadline = Instant::now() + Duration::from_secs(120);
     let back = |s: &[Score]| {
