@@ -823,26 +823,12 @@ impl Registry {
         at: Timestamp,
     ) -> Result<HealthOutcome, RegistryError> {
         check_profile(profile)?;
-        let slot = self
-            .slot(name, profile)
-            .cloned()
-            .ok_or_else(|| RegistryError::NotActive {
-                name: name.to_owned(),
-                profile: profile.to_owned(),
-            })?;
+        let slot = self.active_slot(name, profile)?.clone();
         let Some(mut probation) = slot.probation.clone() else {
             return Ok(HealthOutcome::Noted);
         };
         if at > probation.until {
-            let mut new = self.state.clone();
-            if let Some(s) = new
-                .models
-                .get_mut(name)
-                .and_then(|m| m.slots.get_mut(profile))
-            {
-                s.probation = None;
-            }
-            self.write_state(new)?;
+            self.set_probation(name, profile, None)?;
             tracing::info!(model = name, profile, version = %probation.version, "probation passed");
             return Ok(HealthOutcome::ProbationPassed {
                 version: probation.version,
@@ -868,15 +854,7 @@ impl Registry {
         }
         let until = probation.until;
         let max_failures = probation.max_failures;
-        let mut new = self.state.clone();
-        if let Some(s) = new
-            .models
-            .get_mut(name)
-            .and_then(|m| m.slots.get_mut(profile))
-        {
-            s.probation = Some(probation);
-        }
-        self.write_state(new)?;
+        self.set_probation(name, profile, Some(probation))?;
         Ok(HealthOutcome::FailureRecorded {
             failures,
             max_failures,
@@ -939,13 +917,7 @@ impl Registry {
         at: Timestamp,
     ) -> Result<Activation, RegistryError> {
         check_profile(profile)?;
-        let slot = self
-            .slot(name, profile)
-            .cloned()
-            .ok_or_else(|| RegistryError::NotActive {
-                name: name.to_owned(),
-                profile: profile.to_owned(),
-            })?;
+        let slot = self.active_slot(name, profile)?.clone();
         let mut previous = slot.previous.clone();
         // Versions removed since they were active are skipped.
         while previous
@@ -1021,17 +993,39 @@ impl Registry {
         self.state.models.get(name)?.slots.get(profile)
     }
 
+    /// The slot of `name` on `profile`, which must have an active version.
+    fn active_slot(&self, name: &str, profile: &str) -> Result<&Slot, RegistryError> {
+        self.slot(name, profile)
+            .ok_or_else(|| RegistryError::NotActive {
+                name: name.to_owned(),
+                profile: profile.to_owned(),
+            })
+    }
+
+    /// Writes the state with the probation of `name` on `profile` replaced by `probation`.
+    fn set_probation(
+        &mut self,
+        name: &str,
+        profile: &str,
+        probation: Option<Probation>,
+    ) -> Result<(), RegistryError> {
+        let mut new = self.state.clone();
+        if let Some(s) = new
+            .models
+            .get_mut(name)
+            .and_then(|m| m.slots.get_mut(profile))
+        {
+            s.probation = probation;
+        }
+        self.write_state(new)
+    }
+
     /// The store directory of the active version of `name` on `profile`.
     ///
     /// # Errors
     /// [`RegistryError::NotActive`].
     pub fn active_dir(&self, name: &str, profile: &str) -> Result<PathBuf, RegistryError> {
-        let slot = self
-            .slot(name, profile)
-            .ok_or_else(|| RegistryError::NotActive {
-                name: name.to_owned(),
-                profile: profile.to_owned(),
-            })?;
+        let slot = self.active_slot(name, profile)?;
         Ok(self.store_dir(name, &slot.active, profile))
     }
 
