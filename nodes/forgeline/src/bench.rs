@@ -10,7 +10,7 @@
 //! `BENCH key=value …` line for scripts and tests.
 
 use crate::bench_nodes::{
-    BARE_BYTES_ENV, BARE_INDEX_ENV, BARE_MARK, BARE_RATE_ENV, ChainReport, HopStats, PROBE_MARK,
+    BARE_BYTES_ENV, BARE_INDEX_ENV, BARE_MARK, BARE_RATE_ENV, ChainReport, PROBE_MARK,
 };
 use crate::check::dora_cli;
 use crate::graph::{Graph, in_dir};
@@ -477,7 +477,7 @@ fn run_python(graph: &Graph, strokes: &Path) -> eyre::Result<PythonReport> {
     serde_json::from_str(line).wrap_err("reference_pipeline.py: bad JSON line")
 }
 
-fn row(name: &str, s: &HopStats) -> String {
+fn row(name: &str, s: &Summary) -> String {
     format!(
         "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
         s.n, s.p50, s.p95, s.p99, s.p999, s.max
@@ -547,12 +547,9 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
         opts.seconds
     );
     println!("{HEADER}");
-    println!("{}", row("dora graph, acquisition → plc node", &plc.into()));
+    println!("{}", row("dora graph, acquisition → plc node", &plc));
     if let Some(p) = probed.plc {
-        println!(
-            "{}",
-            row("same, with the per-hop probe attached", &p.into())
-        );
+        println!("{}", row("same, with the per-hop probe attached", &p));
     }
     if let Some(b) = bare.as_ref().and_then(|b| b.end_to_end) {
         println!(
@@ -572,12 +569,9 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
             )
         );
     }
-    println!(
-        "{}",
-        row("fused in one process (baseline)", &fused.latency.into())
-    );
+    println!("{}", row("fused in one process (baseline)", &fused.latency));
     if let Some(p) = &python {
-        let s = HopStats {
+        let s = Summary {
             n: p.strokes,
             p50: p.p50_ms,
             p95: p.p95_ms,

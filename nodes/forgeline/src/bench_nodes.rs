@@ -20,19 +20,18 @@
 //!   node (each at `rate` strokes/min, its own seed and asset id `press-001`…), for the
 //!   multi-asset runs. A forgeline [`Stage`], like `press-acquisition`.
 
-use dora_node_api::{DoraNode, Event, Metadata, MetadataParameters};
+use dora_node_api::{DoraNode, Event, MetadataParameters};
 use eyre::{WrapErr, eyre};
 use forgeline_acquisition::{Pacer, PressSimConfig, PressSimulator, Rate, VibrationSource};
 use forgeline_runtime::columns::Header;
 use forgeline_runtime::latency::{Latencies, Summary};
 use forgeline_runtime::{
-    ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate, now_ns,
+    ConfigProblem, InitContext, Input, Outbox, Stage, StageError, Validate, now_ns, sent_ns,
 };
 use forgeline_schemas::Waveform;
 use forgeline_schemas::arrow::array::{Array, UInt8Array, UInt64Array};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 /// Prefix of the probe's summary line (parsed by `forgeline bench-line`).
 pub const PROBE_MARK: &str = "BENCH-PROBE ";
@@ -69,43 +68,13 @@ pub fn run(kind: &str) -> eyre::Result<()> {
     }
 }
 
-/// Percentiles of one hop, in ms (serialisable copy of [`Summary`]).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct HopStats {
-    /// Samples.
-    pub n: usize,
-    /// Median, ms.
-    pub p50: f64,
-    /// 95th percentile, ms.
-    pub p95: f64,
-    /// 99th percentile, ms.
-    pub p99: f64,
-    /// 99.9th percentile, ms.
-    pub p999: f64,
-    /// Largest, ms.
-    pub max: f64,
-}
-
-impl From<Summary> for HopStats {
-    fn from(s: Summary) -> Self {
-        Self {
-            n: s.n,
-            p50: s.p50,
-            p95: s.p95,
-            p99: s.p99,
-            p999: s.p999,
-            max: s.max,
-        }
-    }
-}
-
 /// What the probe or the bare sink prints at stop.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ChainReport {
     /// `(hop name, percentiles)` in line order.
-    pub hops: Vec<(String, HopStats)>,
+    pub hops: Vec<(String, Summary)>,
     /// End to end: acquisition (or source send) → last stage's send (or the sink).
-    pub end_to_end: Option<HopStats>,
+    pub end_to_end: Option<Summary>,
     /// Items that went all the way through.
     pub completed: u64,
     /// Items seen at the first port.
@@ -116,17 +85,8 @@ pub struct ChainReport {
     pub own_drops: u64,
 }
 
-fn sent_ns(metadata: &Metadata) -> u64 {
-    metadata
-        .timestamp()
-        .get_time()
-        .to_system_time()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn stats(l: &Latencies) -> Option<HopStats> {
-    l.summary().map(HopStats::from)
+fn stats(l: &Latencies) -> Option<Summary> {
+    l.summary()
 }
 
 /// The probe's input ids, in line order: a hop is from the previous port's send to this one's.

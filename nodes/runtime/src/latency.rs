@@ -10,7 +10,7 @@ pub struct Latencies {
 }
 
 /// Percentiles of a [`Latencies`], in ms.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Number of samples.
     pub n: usize,

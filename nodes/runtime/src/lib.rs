@@ -32,7 +32,9 @@ pub mod stage;
 pub use config::{CONFIG_ENV, ConfigError, ConfigProblem, Validate, parse_config};
 pub use counters::Counters;
 pub use forgeline_schemas::arrow;
-pub use run::{RunSummary, check_config_from_env, init_tracing, now_ns, run_node, run_stage};
+pub use run::{
+    RunSummary, check_config_from_env, init_tracing, now_ns, run_node, run_stage, sent_ns,
+};
 pub use stage::{Idle, InitContext, Input, Outbox, Stage, StageError, UpstreamEvent};
 
 use arrow::datatypes::SchemaRef;

@@ -17,6 +17,17 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// When the sender sent a message: dora's hybrid-logical-clock timestamp in its metadata, ns
+/// since the Unix epoch (0 if it lies before the epoch).
+pub fn sent_ns(metadata: &dora_node_api::Metadata) -> u64 {
+    metadata
+        .timestamp()
+        .get_time()
+        .to_system_time()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Sets up `tracing` for a node: key-value lines on stderr (dora collects them per node),
 /// level from `FORGELINE_LOG` (default `info`). Safe to call twice.
 pub fn init_tracing(kind: &str) {
@@ -176,12 +187,7 @@ pub fn run_stage<S: Stage>(
                 let port = id.to_string();
                 Counters::bump(&mut summary.counters.received, &port, 1);
                 let data: ArrayRef = data.into_inner();
-                let sent_ns = metadata
-                    .timestamp()
-                    .get_time()
-                    .to_system_time()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                let sent_ns = sent_ns(&metadata);
                 let input = Input {
                     port: &port,
                     data: &data,
@@ -301,12 +307,7 @@ fn take_queued(
     while queued.len() < max && held.is_none() {
         match events.try_recv() {
             Ok(Event::Input { id, metadata, data }) if id.as_str() == port => {
-                let sent_ns = metadata
-                    .timestamp()
-                    .get_time()
-                    .to_system_time()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                let sent_ns = sent_ns(&metadata);
                 queued.push((data.into_inner(), sent_ns));
             }
             Ok(other) => *held = Some(other),
