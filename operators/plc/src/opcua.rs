@@ -246,6 +246,33 @@ impl OpcUaLink {
         }
     }
 
+    /// Awaits one OPC UA service call within `link.request_timeout_ms`. A lost connection, or
+    /// no answer (`on_timeout` says so), drops the session so the next write reconnects; any
+    /// other failure is the server refusing `operation`.
+    async fn call<T>(
+        &mut self,
+        operation: String,
+        on_timeout: String,
+        request: impl std::future::Future<Output = Result<T, opcua::types::Error>>,
+    ) -> Result<T, LinkError> {
+        match timeout(self.request_timeout(), request).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) if is_connection_status(error.status()) => {
+                self.drop_session();
+                Err(self.lost(operation, error.to_string()))
+            }
+            Ok(Err(error)) => Err(LinkError::OpcUaRefused {
+                endpoint: self.endpoint.clone(),
+                operation,
+                status: error.to_string(),
+            }),
+            Err(_) => {
+                self.drop_session();
+                Err(self.lost(operation, on_timeout))
+            }
+        }
+    }
+
     fn drop_session(&mut self) {
         if let Some(c) = self.connected.take() {
             c.event_loop.abort();
@@ -272,30 +299,13 @@ impl OpcUaLink {
                 ..WriteValue::default()
             })
             .collect();
-        let results = match timeout(self.request_timeout(), session.write(&request)).await {
-            Ok(Ok(results)) => results,
-            Ok(Err(error)) if is_connection_status(error.status()) => {
-                self.drop_session();
-                return Err(self.lost(operation, error.to_string()));
-            }
-            Ok(Err(error)) => {
-                return Err(LinkError::OpcUaRefused {
-                    endpoint: self.endpoint.clone(),
-                    operation,
-                    status: error.to_string(),
-                });
-            }
-            Err(_) => {
-                self.drop_session();
-                return Err(self.lost(
-                    operation,
-                    format!(
-                        "no response within {} ms (`link.request_timeout_ms`)",
-                        self.config.request_timeout_ms
-                    ),
-                ));
-            }
-        };
+        let no_response = format!(
+            "no response within {} ms (`link.request_timeout_ms`)",
+            self.config.request_timeout_ms
+        );
+        let results = self
+            .call(operation, no_response, session.write(&request))
+            .await?;
         for (i, (name, node_id, _)) in values.iter().enumerate() {
             let status = results
                 .get(i)
@@ -329,29 +339,13 @@ impl OpcUaLink {
             })
             .collect();
         let operation = format!("verify {} nodes", values.len());
-        let read = match timeout(
-            self.request_timeout(),
-            session.read(&request, TimestampsToReturn::Neither, 0.0),
-        )
-        .await
-        {
-            Ok(Ok(read)) => read,
-            Ok(Err(error)) if is_connection_status(error.status()) => {
-                self.drop_session();
-                return Err(self.lost(operation, error.to_string()));
-            }
-            Ok(Err(error)) => {
-                return Err(LinkError::OpcUaRefused {
-                    endpoint: self.endpoint.clone(),
-                    operation,
-                    status: error.to_string(),
-                });
-            }
-            Err(_) => {
-                self.drop_session();
-                return Err(self.lost(operation, "read-back timed out"));
-            }
-        };
+        let read = self
+            .call(
+                operation,
+                "read-back timed out".into(),
+                session.read(&request, TimestampsToReturn::Neither, 0.0),
+            )
+            .await?;
         for (i, (name, node_id, expected)) in values.iter().enumerate() {
             let actual = read.get(i).and_then(|dv| dv.value.as_ref());
             if !actual.is_some_and(|actual| same_value(actual, expected)) {
