@@ -7,6 +7,7 @@
 //! `--ca-cert`, an untrusted server is refused as a TLS verification failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use forgeline_tests::model_box::ModelBox;
 use forgeline_tests::{Guard, free_port, python, root, run_forgeline};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,28 +73,26 @@ fn http_server(dir: &Path) -> (Guard, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let guard = Guard(child);
+    listening(Guard(child), port, "http.server")
+}
+
+/// `server` once it accepts connections on `port` (10 s at most).
+fn listening(server: Guard, port: u16, what: &str) -> (Guard, u16) {
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (guard, port);
+            return (server, port);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("http.server did not start on port {port}");
+    panic!("{what} did not start on port {port}");
 }
 
 #[test]
 fn update_over_http_validates_activates_on_probation_and_rolls_back_on_failed_health() {
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = tmp.path().join("keys");
-    let reg = tmp.path().join("reg");
-    assert!(fl(&["model", "keygen", "--dir", keys.to_str().unwrap()]).0);
-    std::fs::create_dir_all(reg.join("trusted-keys")).unwrap();
-    std::fs::copy(
-        keys.join("forgeline.pub"),
-        reg.join("trusted-keys/forgeline.pub"),
-    )
-    .unwrap();
+    // A key pair in `keys/` and a registry in `reg/` that trusts it.
+    let tmp = ModelBox::new(PROFILE);
+    let keys = tmp.dir().join("keys");
+    let reg = tmp.dir().join("reg");
     let r = reg.to_str().unwrap();
     let reg_args = ["--registry", r, "--profile", PROFILE];
     let update = |source: &str| {
@@ -103,14 +102,14 @@ fn update_over_http_validates_activates_on_probation_and_rolls_back_on_failed_he
     };
 
     // 1.0.0 from a local package directory.
-    let v1 = package(tmp.path(), "1.0.0", |_| {});
+    let v1 = package(tmp.dir(), "1.0.0", |_| {});
     let (ok, out, err) = update(v1.to_str().unwrap());
     assert!(ok, "{out}{err}");
     assert!(out.contains("reference validation passed"), "{out}");
     assert_eq!(active(&reg), "1.0.0");
 
     // A tampered package (weights changed after signing) is refused; 1.0.0 stays active.
-    let bad = package(tmp.path(), "1.0.1", |_| {});
+    let bad = package(tmp.dir(), "1.0.1", |_| {});
     let mut onnx = std::fs::read(bad.join("model.fp32.onnx")).unwrap();
     let n = onnx.len();
     onnx[n / 2] ^= 0x40;
@@ -125,7 +124,7 @@ fn update_over_http_validates_activates_on_probation_and_rolls_back_on_failed_he
 
     // Authentic but not good: its own reference scores do not reproduce (expected scores
     // shifted before signing), so validation refuses it; 1.0.0 stays active.
-    let wrong = package(tmp.path(), "1.0.2", |dir| {
+    let wrong = package(tmp.dir(), "1.0.2", |dir| {
         let path = dir.join("reference/reference.json");
         let mut set: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -146,8 +145,8 @@ fn update_over_http_validates_activates_on_probation_and_rolls_back_on_failed_he
     assert!(!reg.join("store/press-anomaly/1.0.2").exists());
 
     // 1.1.0 published as a .tar on an HTTP server.
-    let v2 = package(tmp.path(), "1.1.0", |_| {});
-    let serve = tmp.path().join("serve");
+    let v2 = package(tmp.dir(), "1.1.0", |_| {});
+    let serve = tmp.dir().join("serve");
     std::fs::create_dir_all(&serve).unwrap();
     let tar = serve.join("press-anomaly-1.1.0.tar");
     let (ok, _, err) = fl(&[
@@ -340,28 +339,15 @@ server.serve_forever()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let guard = Guard(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (guard, port);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("https server did not start on port {port}");
+    listening(Guard(child), port, "https server")
 }
 
 #[test]
 fn update_over_https_verifies_the_server_against_the_given_ca() {
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = tmp.path().join("keys");
-    let reg = tmp.path().join("reg");
-    assert!(fl(&["model", "keygen", "--dir", keys.to_str().unwrap()]).0);
-    std::fs::create_dir_all(reg.join("trusted-keys")).unwrap();
-    std::fs::copy(
-        keys.join("forgeline.pub"),
-        reg.join("trusted-keys/forgeline.pub"),
-    )
-    .unwrap();
+    // A key pair in `keys/` and a registry in `reg/` that trusts it.
+    let tmp = ModelBox::new(PROFILE);
+    let keys = tmp.dir().join("keys");
+    let reg = tmp.dir().join("reg");
     let r = reg.to_str().unwrap();
     let update = |source: &str, extra: &[&str]| {
         let mut a = vec!["model", "update", source];
@@ -371,14 +357,14 @@ fn update_over_https_verifies_the_server_against_the_given_ca() {
     };
 
     // 1.0.0 active from a local directory.
-    let v1 = package(tmp.path(), "1.0.0", |_| {});
+    let v1 = package(tmp.dir(), "1.0.0", |_| {});
     let (ok, out, err) = update(v1.to_str().unwrap(), &[]);
     assert!(ok, "{out}{err}");
     assert_eq!(active(&reg), "1.0.0");
 
     // 1.1.0 as a .tar on an HTTPS server whose certificate a private CA signed.
-    let v2 = package(tmp.path(), "1.1.0", |_| {});
-    let serve = tmp.path().join("serve");
+    let v2 = package(tmp.dir(), "1.1.0", |_| {});
+    let serve = tmp.dir().join("serve");
     std::fs::create_dir_all(serve.join("models")).unwrap();
     let (ok, _, err) = fl(&[
         "model",
@@ -390,7 +376,7 @@ fn update_over_https_verifies_the_server_against_the_given_ca() {
         keys.join("forgeline.pub").to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let pki = tmp.path().join("pki");
+    let pki = tmp.dir().join("pki");
     test_pki(&pki);
     let (_server, port) = https_server(&serve, &pki.join("server.pem"), &pki.join("server.key"));
     let url = format!("https://127.0.0.1:{port}/press-anomaly-1.1.0.tar");
