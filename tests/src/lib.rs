@@ -206,6 +206,29 @@ impl Drop for TestGraph {
     }
 }
 
+/// A recording of simulated strokes in `dir` (`forgeline simulate --seed … --normal …
+/// --per-fault … --first-seq …`): `normal` normal strokes and `per_fault` of each fault
+/// family, seqs from `first_seq`.
+pub fn simulate_strokes(dir: &Path, seed: u64, normal: usize, per_fault: usize, first_seq: u64) {
+    let (ok, out, err) = run_forgeline(
+        &[
+            "simulate",
+            "--out",
+            dir.to_str().unwrap(),
+            "--seed",
+            &seed.to_string(),
+            "--normal",
+            &normal.to_string(),
+            "--per-fault",
+            &per_fault.to_string(),
+            "--first-seq",
+            &first_seq.to_string(),
+        ],
+        &root(),
+    );
+    assert!(ok, "simulate: {out}{err}");
+}
+
 /// Runs a graph under a real dora daemon (`dora run`, which starts and always stops its own
 /// daemon), from `cwd` (where dora writes its `out/` logs). The run ends when every node has
 /// finished (`--exit-when-nodes-finish`: timers do not keep it alive), with `--stop-after` as a

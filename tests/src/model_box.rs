@@ -100,16 +100,7 @@ impl ModelBox {
     /// `n` normal simulated strokes (seed 11) written as a recording; returns its directory.
     pub fn strokes(&self, n: usize) -> String {
         let data = self.path("strokes");
-        let (ok, out, err) = fl(&[
-            "simulate",
-            "--out",
-            &data,
-            "--seed",
-            "11",
-            "--normal",
-            &n.to_string(),
-        ]);
-        assert!(ok, "simulate: {out}{err}");
+        crate::simulate_strokes(Path::new(&data), 11, n, 0, 0);
         data
     }
 

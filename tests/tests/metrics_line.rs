@@ -6,7 +6,7 @@
 #[path = "metrics_support.rs"]
 mod support;
 
-use forgeline_tests::{TestGraph, free_port, manifest, read_jsonl, root, run_forgeline};
+use forgeline_tests::{TestGraph, free_port, manifest, read_jsonl, simulate_strokes};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,23 +18,7 @@ const STROKES: usize = 26;
 fn scraped_metrics_agree_with_the_decision_log() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("strokes");
-    let (ok, _, err) = run_forgeline(
-        &[
-            "simulate",
-            "--out",
-            data.to_str().unwrap(),
-            "--seed",
-            "4",
-            "--normal",
-            "6",
-            "--per-fault",
-            "2",
-            "--first-seq",
-            "9000",
-        ],
-        &root(),
-    );
-    assert!(ok, "{err}");
+    simulate_strokes(&data, 4, 6, 2, 9000);
     assert_eq!(manifest(&data).len(), STROKES);
 
     let port = free_port();

@@ -3,7 +3,7 @@
 //! every non-`ok` decision arrives as an alert on `factory/…/asset/…/alerts`, exactly once.
 
 use forgeline_tests::{
-    Guard, TestGraph, dora_run, free_port, manifest, read_jsonl, root, run_forgeline,
+    Guard, TestGraph, dora_run, free_port, manifest, read_jsonl, simulate_strokes,
 };
 use serde_yaml::Value;
 use std::collections::BTreeSet;
@@ -15,23 +15,7 @@ use std::time::Duration;
 fn every_alert_of_the_line_reaches_an_independent_subscriber() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("strokes");
-    let (ok, _, err) = run_forgeline(
-        &[
-            "simulate",
-            "--out",
-            data.to_str().unwrap(),
-            "--seed",
-            "4",
-            "--normal",
-            "6",
-            "--per-fault",
-            "2",
-            "--first-seq",
-            "7000",
-        ],
-        &root(),
-    );
-    assert!(ok, "{err}");
+    simulate_strokes(&data, 4, 6, 2, 7000);
     assert_eq!(manifest(&data).len(), 26);
 
     let port = free_port();

@@ -9,7 +9,7 @@
 #[path = "metrics_support.rs"]
 mod support;
 
-use forgeline_tests::{Guard, TestGraph, free_port, read_jsonl, root, run_forgeline};
+use forgeline_tests::{Guard, TestGraph, free_port, read_jsonl, simulate_strokes};
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -72,23 +72,7 @@ fn subscriber(port: u16, into: &Arc<Mutex<Vec<String>>>) -> Guard {
 fn alerts_produced_during_a_broker_outage_arrive_in_order_and_metrics_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("strokes");
-    let (ok, _, err) = run_forgeline(
-        &[
-            "simulate",
-            "--out",
-            data.to_str().unwrap(),
-            "--seed",
-            "6",
-            "--normal",
-            "20",
-            "--per-fault",
-            "12",
-            "--first-seq",
-            "20000",
-        ],
-        &root(),
-    );
-    assert!(ok, "{err}");
+    simulate_strokes(&data, 6, 20, 12, 20000);
 
     let port = free_port();
     let persist = tmp.path().join("mosquitto-db");

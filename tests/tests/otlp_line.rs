@@ -4,7 +4,7 @@
 //! parent → child chain along the graph with ordered start times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
-use forgeline_tests::{TestGraph, dora_run, free_port, manifest, root, run_forgeline};
+use forgeline_tests::{TestGraph, dora_run, free_port, manifest, simulate_strokes};
 use serde_json::Value as Json;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -87,23 +87,7 @@ struct Span {
 fn each_stroke_is_one_trace_across_the_nodes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("strokes");
-    let (ok, _, err) = run_forgeline(
-        &[
-            "simulate",
-            "--out",
-            data.to_str().unwrap(),
-            "--seed",
-            "5",
-            "--normal",
-            "8",
-            "--per-fault",
-            "1",
-            "--first-seq",
-            "5000",
-        ],
-        &root(),
-    );
-    assert!(ok, "{err}");
+    simulate_strokes(&data, 5, 8, 1, 5000);
     let strokes = manifest(&data).len();
     assert_eq!(strokes, 18);
 

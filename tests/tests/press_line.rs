@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use forgeline_tests::{
-    TestGraph, dora_run, free_port, manifest, pymodbus_server, read_jsonl, root, run_forgeline,
+    TestGraph, dora_run, free_port, manifest, pymodbus_server, read_jsonl, simulate_strokes,
 };
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -26,23 +26,7 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
     let data = tmp.path().join("strokes");
     let data_s = data.to_str().unwrap();
     // A held-out set: another seed than the model's training set, every family.
-    let (ok, _, err) = run_forgeline(
-        &[
-            "simulate",
-            "--out",
-            data_s,
-            "--seed",
-            "3",
-            "--normal",
-            "12",
-            "--per-fault",
-            "2",
-            "--first-seq",
-            "5000",
-        ],
-        &root(),
-    );
-    assert!(ok, "{err}");
+    simulate_strokes(&data, 3, 12, 2, 5000);
     let expected = manifest(&data);
     assert_eq!(expected.len(), 12 + 10 * 2);
     // Bad recordings among the good ones: each is reported naming the file, the line goes on.
