@@ -280,7 +280,11 @@ fn main() -> ExitCode {
             model,
             inputs,
             out,
-        } => report(offline::score(&graph, model.as_deref(), &inputs, &out)),
+        } => {
+            // Which execution provider ran, and why the ones before it in the chain were skipped.
+            forgeline_runtime::init_tracing_or("score", "warn,forgeline_inference=info");
+            report(offline::score(&graph, model.as_deref(), &inputs, &out))
+        }
         Cmd::Train {
             what:
                 TrainCmd::Press {

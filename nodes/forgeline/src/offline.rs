@@ -180,7 +180,8 @@ pub(crate) type OfflineItems = Box<dyn Iterator<Item = Result<OfflineItem, Strin
 /// The loop shared by `forgeline score` for every line: builds the graph's stages in-process
 /// (inside the graph's directory, so its relative paths hold), publishes each item on the
 /// acquisition node, and writes one JSON line per item `{"file","seq","score",["label",]
-/// "decision","severity","reason","model_version"}`. A bad item is named on stderr and skipped.
+/// "decision","severity","reason","model_version"[,"provider"]}` (`provider`: the execution
+/// provider that ran the model). A bad item is named on stderr and skipped.
 pub(crate) fn score_items(
     graph: &Graph,
     model: Option<&Path>,
@@ -239,6 +240,9 @@ pub(crate) fn score_items(
                 "reason": decision.reason,
                 "model_version": decision.model_version,
             });
+            if let Some(score) = &score {
+                line["provider"] = serde_json::json!(score.provider);
+            }
             if with_label {
                 line["label"] = serde_json::json!(score.map(|s| s.label));
             }

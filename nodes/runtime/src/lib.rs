@@ -33,7 +33,8 @@ pub use config::{CONFIG_ENV, ConfigError, ConfigProblem, Validate, parse_config}
 pub use counters::Counters;
 pub use forgeline_schemas::arrow;
 pub use run::{
-    RunSummary, check_config_from_env, init_tracing, now_ns, run_node, run_stage, sent_ns,
+    RunSummary, check_config_from_env, init_tracing, init_tracing_or, now_ns, run_node, run_stage,
+    sent_ns,
 };
 pub use stage::{Idle, InitContext, Input, Outbox, Stage, StageError, UpstreamEvent};
 

@@ -31,8 +31,15 @@ pub fn sent_ns(metadata: &dora_node_api::Metadata) -> u64 {
 /// Sets up `tracing` for a node: key-value lines on stderr (dora collects them per node),
 /// level from `FORGELINE_LOG` (default `info`). Safe to call twice.
 pub fn init_tracing(kind: &str) {
+    init_tracing_or(kind, "info");
+}
+
+/// [`init_tracing`] with another default level (used when `FORGELINE_LOG` is unset), such as
+/// `warn,forgeline_inference=info` for a command-line tool that should say little but which
+/// execution provider ran.
+pub fn init_tracing_or(kind: &str, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FORGELINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
