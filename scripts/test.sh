@@ -20,5 +20,11 @@ else
   cargo test --release --locked --workspace --all-targets
 fi
 
+# The GPU execution providers are cargo features that no test build turns on; check that they
+# still compile (about 30 s cold: only the inference crate and its few dependencies, in check
+# mode). docs/inference.md says how they were run on a GPU.
+echo "[test] GPU execution providers compile (cuda, tensorrt, openvino)" >&2
+cargo check --release --locked -p forgeline-inference --features cuda,tensorrt,openvino
+
 echo "[test] Python tooling tests" >&2
 (cd tools/python && ../../.venv/bin/python -m pytest -q)

@@ -54,6 +54,24 @@ fn trained_on_normal_strokes_the_detector_separates_every_family() {
     for args in &steps {
         let (ok, out, err) = run_forgeline(args, &root());
         assert!(ok, "forgeline {args:?} failed:\n{out}\n{err}");
+        if args[0] == "score" {
+            // The graph's provider chain is logged: each provider skipped with its reason, then
+            // the one registered (no GPU provider here, so the CPU).
+            assert!(
+                err.contains("execution provider skipped") && err.contains("provider=tensorrt"),
+                "{err}"
+            );
+            assert!(
+                err.contains("execution provider registered") && err.contains("provider=cpu"),
+                "{err}"
+            );
+        }
+    }
+    // Every prediction records the provider that ran the model.
+    let lines = forgeline_tests::read_jsonl(std::path::Path::new(&preds));
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert_eq!(line["provider"], "cpu", "{line}");
     }
     let (ok, out, err) = run_forgeline(&["evaluate", &heldout, &preds], &root());
     assert!(ok, "{err}");
