@@ -8,7 +8,8 @@
 //! - **Python ORT**: `tools/python/forgeline_ml/bench_ort.py` on the same file, the same input
 //!   and the same thread settings (CPU provider only: the PyPI wheel has no other).
 //!
-//! Bare, scorer and node path are interleaved call by call so that machine noise hits them alike.
+//! Bare, scorer and node path are interleaved call by call so that machine noise hits them alike,
+//! all three on the node's own ONNX Runtime session (the same weights and arena in cache).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -153,10 +154,11 @@ fn measure(
     // Time spent in each path over the timed runs (throughput = rows / time in the path).
     let mut spent = [0_u64; 3];
     for i in 0..opts.warmup + opts.runs {
+        // All three paths on the node's own session: the same weights and arena in cache.
         let t0 = Instant::now();
-        floor_first = scorer.run_prebuilt(opts.batch, &prebuilt)?;
+        floor_first = node.scorer_mut().run_prebuilt(opts.batch, &prebuilt)?;
         let t1 = Instant::now();
-        scorer.infer_rows(&row_refs)?;
+        node.scorer_mut().infer_rows(&row_refs)?;
         let t2 = Instant::now();
         let input = Input {
             port,

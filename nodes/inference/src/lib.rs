@@ -252,6 +252,12 @@ impl Inference {
         &self.scorer
     }
 
+    /// The scorer in use, mutable: for benchmarks that run bare ONNX Runtime on the node's own
+    /// session (same weights, same arena) next to the node path.
+    pub fn scorer_mut(&mut self) -> &mut Scorer {
+        &mut self.scorer
+    }
+
     /// Scores the rows of feature messages (already queued messages of one input together):
     /// at most `max_batch` rows per session run. One `score` message per input message.
     fn on_features(
