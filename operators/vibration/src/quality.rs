@@ -34,11 +34,15 @@ pub fn check_quality(
     let mut same_run = 0_usize;
     let mut longest_same_run = 0_usize;
     let mut previous: Option<f32> = None;
-    // Welford's algorithm over finite samples, in f64: a stroke's std must be exact enough to
-    // compare with 1e-4 g on top of a DC level of several g.
+    // Variance over finite samples by shifted sums in f64: a stroke's std must be exact enough
+    // to compare with 1e-4 g on top of a DC level of several g. Shifting by the first finite
+    // sample (close to the DC level) keeps the sums small, so `s2/n - (s1/n)^2` does not cancel
+    // catastrophically; and unlike Welford's update there is no division per sample (that
+    // dependent chain was most of this function's time).
     let mut count = 0_u32;
-    let mut mean = 0.0_f64;
-    let mut m2 = 0.0_f64;
+    let mut shift: Option<f64> = None;
+    let mut s1 = 0.0_f64;
+    let mut s2 = 0.0_f64;
     for &x in samples {
         if x.is_nan() {
             flags |= QualityFlags::NAN;
@@ -61,9 +65,10 @@ pub fn check_quality(
         previous = Some(x);
         if x.is_finite() {
             count += 1;
-            let d = f64::from(x) - mean;
-            mean += d / f64::from(count);
-            m2 += d * (f64::from(x) - mean);
+            let k = *shift.get_or_insert(f64::from(x));
+            let d = f64::from(x) - k;
+            s1 += d;
+            s2 += d * d;
         }
     }
     if clipped >= cfg.clip_min_samples {
@@ -73,7 +78,9 @@ pub fn check_quality(
         flags |= QualityFlags::DROPOUT;
     }
     let std = if count > 1 {
-        (m2 / f64::from(count)).sqrt()
+        let n = f64::from(count);
+        let mean_d = s1 / n;
+        (s2 / n - mean_d * mean_d).max(0.0).sqrt()
     } else {
         0.0
     };
