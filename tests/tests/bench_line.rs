@@ -118,3 +118,36 @@ fn bench_line_runs_several_presses_in_one_acquisition_node() {
     assert!(num(m, "n") >= 10.0, "{out}");
     assert!(num(m, "p50") <= num(m, "p99"));
 }
+
+#[test]
+fn bench_line_measures_the_graphs_cpu_per_stroke() {
+    let g = press_line("bench_cpu");
+    let path = g.write().to_str().unwrap().to_owned();
+    let (ok, out, err) = run_forgeline(
+        &[
+            "bench-line",
+            &path,
+            "--per-core",
+            "200",
+            "--seconds",
+            "6",
+            "--no-python",
+        ],
+        &root(),
+    );
+    assert!(ok, "bench-line --per-core failed:\n{out}\n{err}");
+    let rows = bench_lines(&out, "per_core");
+    assert_eq!(rows.len(), 1, "{out}");
+    let r = &rows[0];
+    // Strokes per CPU-second of the whole graph (start-up excluded) and of the fused baseline.
+    assert!(
+        num(r, "graph").is_finite() && num(r, "graph") > 0.0,
+        "{out}"
+    );
+    assert!(num(r, "fused") > 0.0, "{out}");
+    assert!(
+        !r.contains_key("python"),
+        "no Python figure with --no-python"
+    );
+    assert!(out.contains("start-up excluded"), "{out}");
+}

@@ -47,6 +47,8 @@ pub struct BenchOptions {
     pub no_python: bool,
     /// Skip the bare dora chain.
     pub no_bare: bool,
+    /// `--per-core`: graph CPU per stroke at this many strokes/s.
+    pub per_core: Option<f64>,
 }
 
 fn yaml(text: &str) -> Value {
@@ -121,6 +123,8 @@ fn tick_for(rate_per_min: f64) -> &'static str {
 /// One dora run of the line.
 #[derive(Debug, Default)]
 struct LineRun {
+    /// CPU seconds the whole graph used (dora and every node), start-up included.
+    cpu_s: Option<f64>,
     /// The plc node's own acquisition → plc latency (`LATENCY acquisition->plc`).
     plc: Option<Summary>,
     /// The probe's per-hop report.
@@ -175,7 +179,28 @@ fn parse_drops(log: &str) -> u64 {
 }
 
 /// Runs `doc` (written next to `graph_path`, so relative paths hold) under `dora run`.
-fn dora_run(graph_path: &Path, doc: &Value, seconds: u64, tag: &str) -> eyre::Result<String> {
+/// CPU seconds (user + system) of this process's finished and waited-for children, their own
+/// waited-for descendants included: `cutime + cstime` of `/proc/self/stat`, in the kernel's
+/// fixed 1/100 s ticks (`USER_HZ`). `dora run` waits for every node process it started, so the
+/// difference around one `dora run` is the whole graph's CPU time: the CLI and its daemon, and
+/// every node. `None` where `/proc` is not there.
+fn children_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses, may hold spaces): field 3 (state) is index 0,
+    // so cutime (field 16) and cstime (field 17) are indices 13 and 14.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    #[allow(clippy::cast_precision_loss)] // Ticks of a benchmark run: far below 2^52.
+    Some((ticks(13)? + ticks(14)?) as f64 / 100.0)
+}
+
+/// What one `dora run` printed, and the CPU time the graph used (see [`children_cpu_s`]).
+struct DoraRun {
+    log: String,
+    cpu_s: Option<f64>,
+}
+
+fn dora_run(graph_path: &Path, doc: &Value, seconds: u64, tag: &str) -> eyre::Result<DoraRun> {
     let dir = match graph_path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -186,6 +211,7 @@ fn dora_run(graph_path: &Path, doc: &Value, seconds: u64, tag: &str) -> eyre::Re
     let _cleanup = TempGraph(derived.clone());
     let dora = dora_cli().ok_or_else(|| eyre!("dora CLI not found: run scripts/setup.sh"))?;
     let logs = tempfile::tempdir()?;
+    let cpu_before = children_cpu_s();
     let out = Command::new(&dora)
         .arg("run")
         .arg(std::path::absolute(&derived)?)
@@ -201,21 +227,27 @@ fn dora_run(graph_path: &Path, doc: &Value, seconds: u64, tag: &str) -> eyre::Re
     if !out.status.success() {
         bail!("dora run failed:\n{log}");
     }
-    Ok(log)
+    let cpu_s = children_cpu_s()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    Ok(DoraRun { log, cpu_s })
 }
 
 /// How the press line is fed in a run.
 #[derive(Debug, Clone, Copy)]
-enum Feed {
+enum Feed<'a> {
     /// The graph's own press node at this rate (strokes/min).
     Rate(f64),
+    /// The graph's press node replaying the recorded strokes of `strokes` in a loop at `rate`
+    /// strokes/min (the input the fused and Python baselines read).
+    Replay { rate: f64, strokes: &'a Path },
     /// The `multi-press` bench node with this many presses at 18 strokes/min each.
     Presses(usize),
 }
 
 /// The line of `graph_path` as run by the bench: paced acquisition, no decision log, and the
 /// probe listening to every stage.
-fn derive_line(graph_path: &Path, feed: Feed, with_probe: bool) -> eyre::Result<Value> {
+fn derive_line(graph_path: &Path, feed: Feed<'_>, with_probe: bool) -> eyre::Result<Value> {
     let mut doc: Value = serde_yaml::from_str(
         &std::fs::read_to_string(graph_path)
             .wrap_err_with(|| format!("cannot read {}", graph_path.display()))?,
@@ -231,9 +263,19 @@ fn derive_line(graph_path: &Path, feed: Feed, with_probe: bool) -> eyre::Result<
     })?;
     let exe = exe()?;
     match feed {
-        Feed::Rate(rate) => {
+        Feed::Rate(rate) | Feed::Replay { rate, .. } => {
             edit_config(&mut doc, "press-acquisition", |c| {
                 c["pace"] = yaml(&format!("{{rate: {rate}, max_burst: 1000}}"));
+                if let Feed::Replay { strokes, .. } = feed {
+                    let mut source = Mapping::new();
+                    source.insert("kind".into(), "replay".into());
+                    source.insert(
+                        "paths".into(),
+                        Value::Sequence(vec![strokes.display().to_string().into()]),
+                    );
+                    source.insert("loop".into(), true.into());
+                    c["source"] = Value::Mapping(source);
+                }
             })?;
             for node in nodes_mut(&mut doc)? {
                 if node["id"].as_str() == Some(press.as_str()) {
@@ -274,14 +316,15 @@ inputs:
 
 fn run_line(
     graph_path: &Path,
-    feed: Feed,
+    feed: Feed<'_>,
     seconds: u64,
     tag: &str,
     with_probe: bool,
 ) -> eyre::Result<LineRun> {
     let doc = derive_line(graph_path, feed, with_probe)?;
-    let log = dora_run(graph_path, &doc, seconds, tag)?;
+    let DoraRun { log, cpu_s } = dora_run(graph_path, &doc, seconds, tag)?;
     Ok(LineRun {
+        cpu_s,
         plc: parse_plc(&log),
         probe: parse_marked(&log, PROBE_MARK),
         dora_drops: parse_drops(&log),
@@ -375,7 +418,7 @@ env: {{ {BARE_INDEX_ENV}: \"4\" }}
     )));
     let mut doc = Mapping::new();
     doc.insert("nodes".into(), Value::Sequence(nodes));
-    let log = dora_run(graph_path, &Value::Mapping(doc), seconds, "bare")?;
+    let log = dora_run(graph_path, &Value::Mapping(doc), seconds, "bare")?.log;
     parse_marked(&log, BARE_MARK)
         .ok_or_else(|| eyre!("no `{BARE_MARK}` line from the bare sink:\n{log}"))
 }
@@ -498,6 +541,9 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
     }
     if !opts.presses.is_empty() {
         return multi_asset(graph_path, &opts.presses, opts.seconds);
+    }
+    if let Some(rate) = opts.per_core {
+        return per_core(graph_path, &graph, rate, opts.seconds, opts.no_python);
     }
     let rate = opts.rate;
     eprintln!(
@@ -672,6 +718,111 @@ pub fn bench_line(graph_path: &Path, opts: &BenchOptions) -> eyre::Result<()> {
     Ok(())
 }
 
+/// `--per-core`: what one stroke costs the whole graph in CPU time, against the fused and
+/// Python baselines' strokes per second on one core. The line replays the 200 recorded strokes
+/// the baselines read, in a loop, at `rate_per_s`, twice: for a third of `seconds` and for
+/// `seconds`. The difference of the graph's CPU time (dora and every node, from the kernel's
+/// accounting) over the difference of strokes decided is the cost of a stroke with start-up
+/// (process launch, route set-up, the drift node's calibration) excluded.
+fn per_core(
+    graph_path: &Path,
+    graph: &Graph,
+    rate_per_s: f64,
+    seconds: u64,
+    no_python: bool,
+) -> eyre::Result<()> {
+    let short = (seconds / 3).max(3);
+    eyre::ensure!(
+        seconds > short,
+        "--per-core needs --seconds of at least 5 (it also runs a third as long)"
+    );
+    eyre::ensure!(
+        rate_per_s.is_finite() && rate_per_s > 0.0,
+        "--per-core: found {rate_per_s}, expected strokes per second > 0"
+    );
+    let strokes = tempfile::tempdir()?;
+    crate::offline::simulate(strokes.path(), 7, 200, 0, 0)?;
+    let feed = Feed::Replay {
+        rate: rate_per_s * 60.0,
+        strokes: strokes.path(),
+    };
+    let mut runs = Vec::new();
+    for (secs, tag) in [(short, "cpu-short"), (seconds, "cpu-long")] {
+        eprintln!("per-core: replaying at {rate_per_s} strokes/s for {secs} s …");
+        let run = run_line(graph_path, feed, secs, tag, false)?;
+        let cpu = run
+            .cpu_s
+            .ok_or_else(|| eyre!("no CPU accounting (/proc/self/stat) on this system"))?;
+        let n = run
+            .plc
+            .ok_or_else(|| eyre!("no latency line from the plc node (did any stroke reach it?)"))?
+            .n;
+        runs.push((secs, n, cpu, run.dora_drops));
+    }
+    let fused = run_fused(graph, strokes.path())?;
+    let python = if no_python {
+        None
+    } else {
+        Some(run_python(graph, strokes.path())?)
+    };
+    let [(s0, n0, c0, d0), (s1, n1, c1, d1)] = runs[..] else {
+        bail!("two runs expected");
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let (dn, dc) = ((n1 as f64) - (n0 as f64), c1 - c0);
+    eyre::ensure!(
+        dn > 0.0 && dc > 0.0,
+        "the longer run decided no more strokes ({n1} vs {n0}) or used no more CPU ({c1:.2} vs {c0:.2} s)"
+    );
+    let marginal = dn / dc;
+    println!(
+        "## CPU per stroke: the whole graph (dora + every node), replaying recorded strokes at {rate_per_s}/s\n"
+    );
+    println!("| run | strokes decided | graph CPU s | strokes per CPU-second | dora drops |");
+    println!("|---|---|---|---|---|");
+    #[allow(clippy::cast_precision_loss)]
+    for (secs, n, cpu, drops) in [(s0, n0, c0, d0), (s1, n1, c1, d1)] {
+        println!(
+            "| {secs} s (start-up included) | {n} | {cpu:.2} | {:.0} | {drops} |",
+            n as f64 / cpu
+        );
+    }
+    println!(
+        "| difference ({s1} s − {s0} s: start-up excluded) | {dn:.0} | {dc:.2} | **{marginal:.0}** | |"
+    );
+    println!(
+        "\nGraph CPU per stroke: {:.0} µs. Single thread on the same 200 strokes: fused {:.0} strokes/s.",
+        1e6 / marginal,
+        fused.strokes_per_s
+    );
+    if let Some(p) = &python {
+        println!(
+            "Python reference {:.0} strokes/s.\n\ngraph / Python per core: **{:.2}×** (goal ≥ 2×); fused / Python: {:.1}× (goal ≥ 10×)",
+            p.strokes_per_s,
+            marginal / p.strokes_per_s,
+            fused.strokes_per_s / p.strokes_per_s
+        );
+        println!(
+            "BENCH kind=per_core graph={marginal:.1} fused={:.1} python={:.1} ratio={:.3}",
+            fused.strokes_per_s,
+            p.strokes_per_s,
+            marginal / p.strokes_per_s
+        );
+    } else {
+        println!(
+            "BENCH kind=per_core graph={marginal:.1} fused={:.1}",
+            fused.strokes_per_s
+        );
+    }
+    if d0 + d1 > 0 {
+        println!(
+            "\nwarning: dora dropped {} message(s): the graph did not keep up at this rate, so the figures above count only what it decided",
+            d0 + d1
+        );
+    }
+    Ok(())
+}
+
 /// Rates tried by `--saturate`, strokes/min (10 to 4,000 strokes/s).
 const SATURATION_RATES: [f64; 11] = [
     600.0, 3_000.0, 6_000.0, 9_000.0, 12_000.0, 15_000.0, 30_000.0, 60_000.0, 120_000.0, 180_000.0,
@@ -781,6 +932,53 @@ fn multi_asset(graph_path: &Path, presses: &[usize], seconds: u64) -> eyre::Resu
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_of_a_waited_for_child_and_its_own_children_is_counted() {
+        let before = children_cpu_s().unwrap();
+        // A shell that runs a busy child of its own and waits for it: about 0.3 s of CPU.
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done' && true",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let used = children_cpu_s().unwrap() - before;
+        assert!(
+            used >= 0.05,
+            "a grandchild's busy loop was not counted: {used} s"
+        );
+    }
+
+    #[test]
+    fn a_replay_feed_replaces_the_press_source_and_paces_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../graphs/stamping_press.yml");
+        let strokes = Path::new("/data/strokes");
+        let doc = derive_line(
+            &root,
+            Feed::Replay {
+                rate: 6_000.0,
+                strokes,
+            },
+            false,
+        )
+        .unwrap();
+        let press = doc["nodes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|n| crate::graph::builtin_kind(n) == Some("press-acquisition"))
+            .unwrap();
+        let config: Value =
+            serde_yaml::from_str(press["env"]["FORGELINE_CONFIG"].as_str().unwrap()).unwrap();
+        assert_eq!(config["source"]["kind"], "replay");
+        assert_eq!(config["source"]["paths"][0], "/data/strokes");
+        assert_eq!(config["source"]["loop"], true);
+        assert_eq!(config["pace"]["rate"].as_f64(), Some(6_000.0));
+        assert_eq!(press["inputs"]["tick"], "dora/timer/millis/10");
+    }
 
     #[test]
     fn parses_the_plc_latency_line_and_drop_warnings() {

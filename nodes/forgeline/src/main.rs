@@ -132,6 +132,11 @@ enum Cmd {
         /// Skip the bare dora chain baseline.
         #[arg(long)]
         no_bare: bool,
+        /// Graph CPU per stroke: replay recorded strokes through the line at this many
+        /// strokes/s for --seconds and for a third of it; the CPU time of dora and every node
+        /// per extra stroke (start-up excluded), against the fused and Python baselines per core.
+        #[arg(long)]
+        per_core: Option<f64>,
     },
     /// Latency and throughput of a model directory per variant and provider: bare ONNX Runtime
     /// (the floor), the inference node's path (Arrow in, scorer, Arrow out) and the Python ORT
@@ -342,6 +347,7 @@ fn main() -> ExitCode {
             presses,
             no_python,
             no_bare,
+            per_core,
         } => report(bench::bench_line(
             &graph,
             &bench::BenchOptions {
@@ -351,6 +357,7 @@ fn main() -> ExitCode {
                 presses,
                 no_python,
                 no_bare,
+                per_core,
             },
         )),
         Cmd::BenchModel {
