@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// found and what is expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct ConfigError {
-    /// Which configuration (`simulated source`, `replay source`, `pace`, `dataset plan`).
+    /// Which configuration (`simulated source`, `replay source`, `pace`, `dataset plan`,
+    /// `simulated camera`, `preprocess`…).
     pub what: &'static str,
     /// One line per problem: `field: found value, expected …`.
     pub problems: Vec<String>,
@@ -29,15 +30,28 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Collects config problems so validation reports all of them at once.
+/// Collects config problems so that validation reports all of them at once, then turns them
+/// into one [`ConfigError`] (shared by the acquisition operators: press sources, pacing,
+/// datasets, and the vision crate's cameras).
+///
+/// ```
+/// use forgeline_acquisition::Problems;
+/// let mut p = Problems::new("example");
+/// p.check(3 > 0, || "count: found 3, expected > 0".into());
+/// p.check(-1.0_f32 > 0.0, || "rate: found -1, expected > 0".into());
+/// let e = p.finish().unwrap_err();
+/// assert_eq!(e.problems, vec!["rate: found -1, expected > 0".to_owned()]);
+/// ```
 #[derive(Debug)]
-pub(crate) struct Problems {
+pub struct Problems {
     what: &'static str,
     list: Vec<String>,
 }
 
 impl Problems {
-    pub(crate) fn new(what: &'static str) -> Self {
+    /// No problem yet, for the configuration named `what`.
+    #[must_use]
+    pub fn new(what: &'static str) -> Self {
         Self {
             what,
             list: Vec::new(),
@@ -45,24 +59,30 @@ impl Problems {
     }
 
     /// Records `problem` when `ok` is false.
-    pub(crate) fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
+    pub fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
         if !ok {
             self.list.push(problem());
         }
     }
 
-    pub(crate) fn push(&mut self, problem: String) {
+    /// Records `problem`.
+    pub fn push(&mut self, problem: String) {
         self.list.push(problem);
     }
 
-    pub(crate) fn extend(&mut self, prefix: &str, other: Result<(), ConfigError>) {
+    /// Records the problems of a nested configuration's check, each prefixed (`pace.`).
+    pub fn extend(&mut self, prefix: &str, other: Result<(), ConfigError>) {
         if let Err(e) = other {
             self.list
                 .extend(e.problems.into_iter().map(|p| format!("{prefix}{p}")));
         }
     }
 
-    pub(crate) fn finish(self) -> Result<(), ConfigError> {
+    /// `Ok` when nothing was recorded, else every problem in one [`ConfigError`].
+    ///
+    /// # Errors
+    /// The recorded problems.
+    pub fn finish(self) -> Result<(), ConfigError> {
         if self.list.is_empty() {
             Ok(())
         } else {

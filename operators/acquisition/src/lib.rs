@@ -23,7 +23,7 @@ mod wav;
 use forgeline_schemas::{Correlation, Waveform};
 use serde::{Deserialize, Serialize};
 
-pub use error::{AcquisitionError, ConfigError};
+pub use error::{AcquisitionError, ConfigError, Problems};
 pub use label::{FaultKind, SensorFaultKind, StrokeLabel, UnknownLabel};
 pub use pace::{PaceConfig, Pacer, Rate};
 pub use replay::{ReplayConfig, ReplaySource, Segmentation};

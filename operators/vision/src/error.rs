@@ -1,67 +1,10 @@
 //! Error types: [`ConfigError`] (bad configuration, refused at start) and [`VisionError`] (one bad
 //! image, frame or output file; the caller logs it and carries on with the next).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A configuration that was refused. Lists every problem at once, each naming the field, the value
-/// found and what is expected.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub struct ConfigError {
-    /// Which configuration (`simulated camera`, `replay camera`, `preprocess`, `dataset counts`).
-    pub what: &'static str,
-    /// One line per problem: `field: found value, expected …`.
-    pub problems: Vec<String>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {} config ({} problem(s))",
-            self.what,
-            self.problems.len()
-        )?;
-        for problem in &self.problems {
-            write!(f, "\n  - {problem}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Collects config problems so validation reports all of them at once.
-#[derive(Debug)]
-pub(crate) struct Problems {
-    what: &'static str,
-    list: Vec<String>,
-}
-
-impl Problems {
-    pub(crate) fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            list: Vec::new(),
-        }
-    }
-
-    /// Records `problem` when `ok` is false.
-    pub(crate) fn check(&mut self, ok: bool, problem: impl FnOnce() -> String) {
-        if !ok {
-            self.list.push(problem());
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<(), ConfigError> {
-        if self.list.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError {
-                what: self.what,
-                problems: self.list,
-            })
-        }
-    }
-}
+pub use forgeline_acquisition::ConfigError;
+pub(crate) use forgeline_acquisition::Problems;
 
 /// One failed item: an image that cannot be used, a frame that does not match its dimensions, a
 /// file that cannot be written. Every variant names the file or the frame's source.
