@@ -57,6 +57,24 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
 
     let (ok, out) = dora_run(&graph, tmp.path(), 120);
     assert!(ok, "dora run failed:\n{out}");
+    // The graph's `keep_warm` timer ran the model between strokes, and was never counted (or
+    // scored) as a message.
+    let stopped = out
+        .lines()
+        .find(|l| l.contains("inference stopped"))
+        .unwrap_or_else(|| panic!("no stop line from the inference node:\n{out}"));
+    let warm_runs: u64 = stopped
+        .split("keep_warm_runs=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no keep_warm_runs in: {stopped}"));
+    assert!(warm_runs > 0, "{stopped}");
+    assert!(
+        !out.lines()
+            .any(|l| l.contains("run: stopped node=inference") && l.contains("keep_warm")),
+        "keep_warm ticks counted as messages:\n{out}"
+    );
     for bad in ["zz_malformed.wav", "zz_short.wav", "zz_rate.wav"] {
         assert!(
             out.lines()

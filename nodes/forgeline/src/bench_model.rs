@@ -42,6 +42,12 @@ pub struct BenchModelOptions {
     pub intra_threads: usize,
     /// Skip the Python baseline.
     pub no_python: bool,
+    /// Untimed pause before each iteration (ms), after which the node path is timed first: the
+    /// cost of the first message after an idle spell (a press at 18 strokes/min idles 3.3 s).
+    pub idle_ms: u64,
+    /// During each pause, the node's `keep_warm` every this many ms (0: none), the last one half
+    /// an interval before the message, as the graph's `keep_warm` timer would on average.
+    pub keep_warm_ms: u64,
 }
 
 /// One measured path.
@@ -154,34 +160,29 @@ fn measure(
     // Time spent in each path over the timed runs (throughput = rows / time in the path).
     let mut spent = [0_u64; 3];
     for i in 0..opts.warmup + opts.runs {
+        // After an idle spell the node path goes first, so that it meets what a message after
+        // a pause meets; otherwise it goes last (interleaved: noise hits the paths alike).
+        let idle_first = opts.idle_ms > 0;
+        let mut node_time = std::time::Duration::ZERO;
+        let mut sent = Vec::new();
+        if idle_first {
+            pause(&mut node, opts);
+            (node_time, sent) = node_path(&mut node, port, &message, &mut out, i == 0)?;
+        }
         // All three paths on the node's own session: the same weights and arena in cache.
         let t0 = Instant::now();
         floor_first = node.scorer_mut().run_prebuilt(opts.batch, &prebuilt)?;
         let t1 = Instant::now();
         node.scorer_mut().infer_rows(&row_refs)?;
         let t2 = Instant::now();
-        let input = Input {
-            port,
-            data: &message,
-            now_ns: 0,
-            sent_ns: 0,
-        };
-        node.on_input(&input, &mut out)
-            .map_err(|e| eyre::eyre!("node path: {e}"))?;
-        // As the runtime does after each message: the queued messages leave (here dropped
-        // instead of sent), the queue keeps its capacity.
-        let sent: Vec<(String, forgeline_runtime::arrow::record_batch::RecordBatch)> = if i == 0 {
-            out.drain().collect()
-        } else {
-            out.drain().for_each(drop);
-            Vec::new()
-        };
-        let t3 = Instant::now();
+        if !idle_first {
+            (node_time, sent) = node_path(&mut node, port, &message, &mut out, i == 0)?;
+        }
         if i >= opts.warmup {
             for (k, (lat, d)) in [
                 (&mut bare, t1 - t0),
                 (&mut plain, t2 - t1),
-                (&mut ours, t3 - t2),
+                (&mut ours, node_time),
             ]
             .into_iter()
             .enumerate()
@@ -214,6 +215,56 @@ fn measure(
         result.push((path, summary, n / (spent[k] as f64 / 1e9)));
     }
     Ok(result)
+}
+
+type Sent = Vec<(String, forgeline_runtime::arrow::record_batch::RecordBatch)>;
+
+/// One message through the node (Arrow in, stage, Arrow out), timed; the messages it queued are
+/// dropped as the runtime's send would take them (kept when `keep` is set, for a check).
+fn node_path(
+    node: &mut Inference,
+    port: &str,
+    message: &ArrayRef,
+    out: &mut Outbox,
+    keep: bool,
+) -> eyre::Result<(std::time::Duration, Sent)> {
+    let t = Instant::now();
+    let now = forgeline_runtime::now_ns();
+    let input = Input {
+        port,
+        data: message,
+        now_ns: now,
+        sent_ns: now,
+    };
+    node.on_input(&input, out)
+        .map_err(|e| eyre::eyre!("node path: {e}"))?;
+    // As the runtime does after each message: the queued messages leave (here dropped instead
+    // of sent), the queue keeps its capacity.
+    let sent = if keep {
+        out.drain().collect()
+    } else {
+        out.drain().for_each(drop);
+        Vec::new()
+    };
+    Ok((t.elapsed(), sent))
+}
+
+/// `--idle-ms`: sleeps that long, calling the node's `keep_warm` every `--keep-warm-ms` on the
+/// way (the last one half an interval before the message).
+fn pause(node: &mut Inference, opts: &BenchModelOptions) {
+    let ms = std::time::Duration::from_millis;
+    if opts.keep_warm_ms == 0 {
+        std::thread::sleep(ms(opts.idle_ms));
+        return;
+    }
+    let mut left = opts.idle_ms.saturating_sub(opts.keep_warm_ms / 2);
+    while left > 0 {
+        let step = opts.keep_warm_ms.min(left);
+        std::thread::sleep(ms(step));
+        left -= step;
+        node.keep_warm(forgeline_runtime::now_ns());
+    }
+    std::thread::sleep(ms(opts.keep_warm_ms / 2));
 }
 
 fn nanos(d: std::time::Duration) -> u64 {
@@ -398,6 +449,17 @@ fn print_table(
         opts.intra_threads
     );
     println!("ONNX Runtime: {library}");
+    if opts.idle_ms > 0 {
+        let warm = if opts.keep_warm_ms > 0 {
+            format!("the node's keep-warm every {} ms", opts.keep_warm_ms)
+        } else {
+            "no keep-warm".to_owned()
+        };
+        println!(
+            "idle mode: {} ms pause before each run ({warm}); the node path is timed first after it, bare ORT and the scorer after the node path (warm)",
+            opts.idle_ms
+        );
+    }
     println!(
         "{:<7} {:<9} {:<26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12}",
         "variant",
@@ -482,6 +544,8 @@ pub fn parse_and_run(
     providers: &[String],
     intra_threads: usize,
     no_python: bool,
+    idle_ms: u64,
+    keep_warm_ms: u64,
 ) -> eyre::Result<()> {
     let variants = match variant {
         "fp32" => vec![VariantKind::Fp32],
@@ -507,6 +571,8 @@ pub fn parse_and_run(
             providers,
             intra_threads: intra_threads.max(1),
             no_python,
+            idle_ms,
+            keep_warm_ms,
         },
     )
 }

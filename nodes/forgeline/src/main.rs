@@ -169,6 +169,13 @@ enum Cmd {
         /// Skip the Python ORT baseline.
         #[arg(long)]
         no_python: bool,
+        /// Untimed pause before each run (ms); the node path is then timed first: its cost for
+        /// the first message after an idle spell.
+        #[arg(long, default_value_t = 0)]
+        idle_ms: u64,
+        /// With --idle-ms: call the node's keep-warm every this many ms during the pause.
+        #[arg(long, default_value_t = 0)]
+        keep_warm_ms: u64,
     },
     /// Helper nodes of `bench-line` (probe, bare dora chain, multi-press source).
     #[command(hide = true)]
@@ -369,6 +376,8 @@ fn main() -> ExitCode {
             providers,
             intra_threads,
             no_python,
+            idle_ms,
+            keep_warm_ms,
         } => report(bench_model::parse_and_run(
             &model_dir,
             runs,
@@ -378,6 +387,8 @@ fn main() -> ExitCode {
             &providers,
             intra_threads,
             no_python,
+            idle_ms,
+            keep_warm_ms,
         )),
         Cmd::BenchNode { kind } => report(bench_nodes::run(&kind)),
         Cmd::Model { cmd } => report(model_cmd::run(cmd)),

@@ -69,3 +69,53 @@ fn check_config_validates_the_environment_config() {
         "{err}"
     );
 }
+
+/// `forgeline bench-model` on the shipped press model (a real ONNX Runtime session): every path
+/// of both variants is measured, an unavailable provider is named with its reason, and the
+/// idle mode (a pause before each run, keep-warm runs during it) runs too. No figure is judged.
+#[test]
+fn bench_model_measures_every_path_and_names_skipped_providers() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/press-anomaly");
+    let o = forgeline()
+        .args(["bench-model", model, "--runs", "50", "--warmup", "5"])
+        .args(["--providers", "cuda,cpu", "--no-python"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for variant in ["fp32", "int8"] {
+        for path in [
+            "bare ORT session.run",
+            "scorer (no Arrow)",
+            "node path (Arrow in/out)",
+        ] {
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with(variant) && l.contains("cpu") && l.contains(path)),
+                "{variant} {path} missing:\n{out}"
+            );
+        }
+    }
+    assert!(
+        out.contains("on cuda: skipped") && out.contains("cuda"),
+        "the skipped provider and why:\n{out}"
+    );
+
+    let o = forgeline()
+        .args(["bench-model", model, "--runs", "3", "--warmup", "1"])
+        .args(["--providers", "cpu", "--variant", "fp32", "--no-python"])
+        .args(["--idle-ms", "20", "--keep-warm-ms", "5"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("node path (Arrow in/out)"), "{out}");
+}

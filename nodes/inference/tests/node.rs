@@ -414,3 +414,36 @@ fn the_schema_check_is_cached_per_payload_type_but_never_skipped_for_another_typ
         assert!(s.label.is_empty() && s.score.is_finite(), "{s:?}");
     }
 }
+
+#[test]
+fn keep_warm_runs_the_model_when_idle_and_not_right_after_a_message() {
+    let mut node = stage("press-tiny", 1, &["score"]);
+    let row = features(1, &samples()[0], QualityFlags::OK);
+    let before = node.scorer().runs();
+    // Idle since start: a keep-warm tick runs the model once, and sends nothing (no outbox).
+    node.keep_warm(10_000_000);
+    assert_eq!(node.scorer().runs(), before + 1);
+    // A message at 20 ms (one run), then ticks: 0.5 ms after it nothing, 2 ms after it a run.
+    let mut out = Outbox::default();
+    let data = array(&[row]);
+    let input = Input {
+        port: "features",
+        data: &data,
+        now_ns: 20_000_000,
+        sent_ns: 20_000_000,
+    };
+    node.on_input(&input, &mut out).unwrap();
+    assert_eq!(node.scorer().runs(), before + 2);
+    node.keep_warm(20_500_000);
+    assert_eq!(
+        node.scorer().runs(),
+        before + 2,
+        "skipped: a message was scored 0.5 ms ago"
+    );
+    node.keep_warm(22_000_000);
+    assert_eq!(node.scorer().runs(), before + 3);
+    // The scores are those of a node without keep-warm runs.
+    let mut cold = stage("press-tiny", 1, &["score"]);
+    let again = scores(&call(&mut cold, "features", &data).unwrap());
+    assert_eq!(scores(&out)[0].score, again[0].score);
+}

@@ -25,6 +25,11 @@ pub const REPORT_INTERVAL_ENV: &str = "FORGELINE_REPORT_INTERVAL_MS";
 /// wakes the runtime so an idle node still sends its report (liveness); the stage never sees it.
 /// dora 1.1's `recv_timeout` cannot do this: cancelling its wait lost input messages under load.
 pub const REPORT_TICK_INPUT: &str = "report_tick";
+/// An input with this id (mapped from a dora timer, e.g. `keep_warm: dora/timer/millis/5`)
+/// calls [`crate::Stage::keep_warm`] instead of `on_input`: a stage whose work is slow from cold
+/// CPU caches (a model run) redoes it on a dummy input so that the next real message, after a
+/// pause between strokes, finds it warm. Not counted as a received message.
+pub const KEEP_WARM_INPUT: &str = "keep_warm";
 
 /// Bucket upper bounds (ms) shared by every latency histogram of forgeline.
 pub const LATENCY_BUCKETS_MS: [f64; 13] = [

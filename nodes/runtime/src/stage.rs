@@ -329,6 +329,13 @@ pub trait Stage: Sized + 'static {
         Ok(Idle::Wait)
     }
 
+    /// Called on each tick of a `keep_warm` input (a dora timer in the graph), never with a
+    /// message: redo the stage's expensive work on a dummy input, output discarded, so that its
+    /// code and data stay in the CPU caches while the line is idle. Skip it when a real message
+    /// was handled moments ago. Failures are the stage's to log; nothing is sent. Default:
+    /// nothing.
+    fn keep_warm(&mut self, _now_ns: u64) {}
+
     /// Reacts to upstream changes (closed inputs, restarted or failed nodes).
     ///
     /// # Errors

@@ -552,6 +552,24 @@ impl Scorer {
         self.runs
     }
 
+    /// One run on a row at the training mean (zeros after normalisation), result discarded:
+    /// keeps the session's weights and code in the CPU caches while the line is idle. After
+    /// 100 ms of idleness the first run of the press model took 256 µs instead of 9.7 µs on the
+    /// project's box; with one of these every 5 ms, 12 µs (`docs/performance.md`, "Keep warm").
+    /// Counted in [`Scorer::runs`] like any run.
+    ///
+    /// # Errors
+    /// [`InferenceError::Session`] when the run fails.
+    pub fn keep_warm(&mut self) -> Result<(), InferenceError> {
+        self.input_buf.clear();
+        self.input_buf.resize(self.row_len, 0.0);
+        self.run_rows(1).map_err(|e| InferenceError::Session {
+            file: self.file.clone(),
+            stage: "keep warm",
+            reason: e.to_string(),
+        })
+    }
+
     fn warm_up(&mut self, runs: u32) -> Result<(), InferenceError> {
         // A row at the training mean: zeros after normalisation.
         for _ in 0..runs {
