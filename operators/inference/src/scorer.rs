@@ -552,37 +552,34 @@ impl Scorer {
         self.runs
     }
 
-    /// One run on a row at the training mean (zeros after normalisation), result discarded:
-    /// keeps the session's weights and code in the CPU caches while the line is idle. After
-    /// 100 ms of idleness the first run of the press model took 256 µs instead of 9.7 µs on the
-    /// project's box; with one of these every 5 ms, 12 µs (`docs/performance.md`, "Keep warm").
-    /// Counted in [`Scorer::runs`] like any run.
+    /// One run on a dummy row, result discarded: keeps the session's weights and code in the
+    /// CPU caches while the line is idle. After one idle second the inference node's path took
+    /// 466 µs at p50 on the project's box, 87 µs with one of these every 10 ms
+    /// (`docs/performance.md`, "Keep warm"). Counted in [`Scorer::runs`] like any run.
     ///
     /// # Errors
     /// [`InferenceError::Session`] when the run fails.
     pub fn keep_warm(&mut self) -> Result<(), InferenceError> {
+        self.run_dummy("keep warm")
+    }
+
+    fn warm_up(&mut self, runs: u32) -> Result<(), InferenceError> {
+        for _ in 0..runs {
+            self.run_dummy("warm up")?;
+            self.warmup_runs_done += 1;
+        }
+        Ok(())
+    }
+
+    /// One run on a row at the training mean (zeros after normalisation), result discarded.
+    fn run_dummy(&mut self, stage: &'static str) -> Result<(), InferenceError> {
         self.input_buf.clear();
         self.input_buf.resize(self.row_len, 0.0);
         self.run_rows(1).map_err(|e| InferenceError::Session {
             file: self.file.clone(),
-            stage: "keep warm",
+            stage,
             reason: e.to_string(),
         })
-    }
-
-    fn warm_up(&mut self, runs: u32) -> Result<(), InferenceError> {
-        // A row at the training mean: zeros after normalisation.
-        for _ in 0..runs {
-            self.input_buf.clear();
-            self.input_buf.resize(self.row_len, 0.0);
-            self.run_rows(1).map_err(|e| InferenceError::Session {
-                file: self.file.clone(),
-                stage: "warm up",
-                reason: e.to_string(),
-            })?;
-            self.warmup_runs_done += 1;
-        }
-        Ok(())
     }
 
     fn require(&self, task: Task, method: &'static str) -> Result<(), InferenceError> {
