@@ -72,6 +72,7 @@ fn check_config_validates_the_environment_config() {
 
 /// `forgeline bench-model MODEL ARGS…` on the shipped press model; its stdout, after checking
 /// that it succeeded.
+#[allow(clippy::unwrap_used)] // Test helper: a panic is the failure report.
 fn bench_model(args: &[&str]) -> String {
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/press-anomaly");
     let o = forgeline()
