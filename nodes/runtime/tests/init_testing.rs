@@ -15,10 +15,14 @@ use forgeline_runtime::{InitContext, Input, Outbox, Stage, StageError, Validate,
 use forgeline_schemas::{Correlation, Health, Waveform, waveform};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Test stage: forwards waveforms whose RMS is below `max_rms`, fails hard on seq 666.
 struct Gate {
     max_rms: f32,
+    /// `keep_warm` calls.
+    warmed: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,7 +36,13 @@ impl Stage for Gate {
     type Config = GateConfig;
     const KIND: &'static str = "test-gate";
     fn new(c: GateConfig, _: &InitContext) -> eyre::Result<Self> {
-        Ok(Self { max_rms: c.max_rms })
+        Ok(Self {
+            max_rms: c.max_rms,
+            warmed: Arc::default(),
+        })
+    }
+    fn keep_warm(&mut self, _now_ns: u64) {
+        self.warmed.fetch_add(1, Ordering::Relaxed);
     }
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
         let batch = input.batch::<Waveform>()?;
@@ -91,6 +101,18 @@ fn input_event(t: f64, id: &str, data: InputData) -> TimedIncomingEvent {
 fn run(
     events: Vec<TimedIncomingEvent>,
 ) -> (eyre::Result<forgeline_runtime::RunSummary>, Vec<String>) {
+    let (result, ids, _) = run_counting(events);
+    (result, ids)
+}
+
+/// [`run`], also returning how often the stage's `keep_warm` was called.
+fn run_counting(
+    events: Vec<TimedIncomingEvent>,
+) -> (
+    eyre::Result<forgeline_runtime::RunSummary>,
+    Vec<String>,
+    usize,
+) {
     let (tx, mut rx) = output_channel();
     let input = TestingInput::Input(IntegrationTestInput::new(
         "gate".parse::<NodeId>().unwrap(),
@@ -104,12 +126,17 @@ fn run(
         },
     )
     .unwrap();
-    let result = run_stage(node, stream, Gate { max_rms: 1.0 }, "gate");
+    let warmed = Arc::new(AtomicUsize::new(0));
+    let gate = Gate {
+        max_rms: 1.0,
+        warmed: Arc::clone(&warmed),
+    };
+    let result = run_stage(node, stream, gate, "gate");
     let ids = drain_outputs(&mut rx)
         .into_iter()
         .map(|o| o["id"].as_str().unwrap_or("?").to_owned())
         .collect();
-    (result, ids)
+    (result, ids, warmed.load(Ordering::Relaxed))
 }
 
 fn file(path: PathBuf) -> InputData {
@@ -204,4 +231,33 @@ fn report_tick_only_wakes_the_runtime_and_never_reaches_the_stage() {
         None
     );
     assert_eq!(ids, vec!["waveform"]);
+}
+
+#[test]
+fn keep_warm_ticks_call_the_stage_hook_and_are_not_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write_ipc(dir.path(), "ok.arrow", &wave(1, 0.5));
+    let tick = || InputData::JsonObject {
+        data: serde_json::json!([0]),
+        data_type: None,
+    };
+    let warm = forgeline_runtime::observe::KEEP_WARM_INPUT;
+    let events = vec![
+        input_event(0.0, warm, tick()),
+        input_event(0.01, "waveform", file(ok)),
+        input_event(0.02, warm, tick()),
+        input_event(0.03, warm, tick()),
+        TimedIncomingEvent {
+            time_offset_secs: 0.05,
+            event: IncomingEvent::Stop,
+        },
+    ];
+    let (result, ids, warmed) = run_counting(events);
+    let summary = result.unwrap();
+    assert_eq!(warmed, 3, "one keep_warm call per tick");
+    // Handed to `on_input`, a tick (not a Waveform) would be an input error.
+    assert_eq!(summary.counters.errors.get("input"), None);
+    assert_eq!(summary.counters.received.get(warm), None);
+    assert_eq!(summary.counters.received.get("waveform"), Some(&1));
+    assert_eq!(ids, vec!["waveform"], "a tick sends nothing");
 }
