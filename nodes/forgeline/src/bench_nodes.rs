@@ -85,10 +85,6 @@ pub struct ChainReport {
     pub own_drops: u64,
 }
 
-fn stats(l: &Latencies) -> Option<Summary> {
-    l.summary()
-}
-
 /// The probe's input ids, in line order: a hop is from the previous port's send to this one's.
 const PROBE_PORTS: [&str; 5] = ["waveform", "features", "score", "decision", "applied"];
 
@@ -173,9 +169,9 @@ fn probe() -> eyre::Result<()> {
         hops: names
             .iter()
             .zip(&hops)
-            .filter_map(|(n, l)| stats(l).map(|s| ((*n).to_owned(), s)))
+            .filter_map(|(n, l)| l.summary().map(|s| ((*n).to_owned(), s)))
             .collect(),
-        end_to_end: stats(&end_to_end),
+        end_to_end: end_to_end.summary(),
         completed,
         started,
         items_per_s,
@@ -301,17 +297,8 @@ fn bare_sink() -> eyre::Result<()> {
                 let now = now_ns();
                 let array = data.into_inner();
                 let raw_words: Vec<u64>;
-                let v: &[u64] = if let Some(input) = array.as_any().downcast_ref::<UInt64Array>() {
-                    input.values()
-                } else if let Some(words) = array
-                    .as_any()
-                    .downcast_ref::<forgeline_schemas::arrow::array::StructArray>()
-                    .and_then(|s| s.column_by_name(RELAY_COLUMN))
-                    .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
-                {
-                    // A runtime relay's payload: the same words in a one-column batch.
-                    raw_words = words.values().to_vec();
-                    &raw_words
+                let v: &[u64] = if let Some(words) = relay_words(&array) {
+                    words.values()
                 } else if let Some(frame) = array
                     .as_any()
                     .downcast_ref::<UInt8Array>()
@@ -362,9 +349,9 @@ fn bare_sink() -> eyre::Result<()> {
         hops: hops
             .iter()
             .enumerate()
-            .filter_map(|(h, l)| stats(l).map(|s| (format!("bare hop {}", h + 1), s)))
+            .filter_map(|(h, l)| l.summary().map(|s| (format!("bare hop {}", h + 1), s)))
             .collect(),
-        end_to_end: stats(&end_to_end),
+        end_to_end: end_to_end.summary(),
         completed,
         started: completed,
         items_per_s,
@@ -539,6 +526,17 @@ impl Stage for FrameSource {
 /// The column of a `runtime-relay` payload.
 pub const RELAY_COLUMN: &str = "payload";
 
+/// The words of a bare chain payload: a `UInt64` array (bare relays), or the same words in the
+/// `payload` column of a one-column batch (runtime relays).
+fn relay_words(array: &forgeline_schemas::arrow::array::ArrayRef) -> Option<&UInt64Array> {
+    let any = array.as_any();
+    any.downcast_ref::<UInt64Array>().or_else(|| {
+        any.downcast_ref::<forgeline_schemas::arrow::array::StructArray>()
+            .and_then(|s| s.column_by_name(RELAY_COLUMN))
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+    })
+}
+
 /// `bare-relay` under the forgeline runtime (see the module doc). Configured by the same
 /// environment variables as `bare-relay`; its config is empty.
 pub struct RuntimeRelay {
@@ -585,20 +583,8 @@ impl Stage for RuntimeRelay {
     }
 
     fn on_input(&mut self, input: &Input<'_>, out: &mut Outbox) -> Result<(), StageError> {
-        let data = input.data.as_any();
-        let upstream = if let Some(a) = data.downcast_ref::<UInt64Array>() {
-            a
-        } else if let Some(a) = data
-            .downcast_ref::<forgeline_schemas::arrow::array::StructArray>()
-            .and_then(|s| s.column_by_name(RELAY_COLUMN))
-            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
-        {
-            a
-        } else {
-            return Err(StageError::Input(
-                "runtime-relay: expected a UInt64 payload".into(),
-            ));
-        };
+        let upstream = relay_words(input.data)
+            .ok_or_else(|| StageError::Input("runtime-relay: expected a UInt64 payload".into()))?;
         let n = upstream.len().min(self.index + 1);
         self.payload[..n].copy_from_slice(&upstream.values()[..n]);
         self.payload[self.index + 1] = now_ns();

@@ -826,8 +826,9 @@ impl Stage for Inference {
     }
 
     /// One model run on a dummy row, result discarded, unless a message was scored within the
-    /// last millisecond: the first stroke after a pause then costs a warm run (9.7 µs for the
-    /// press model on the project's box) instead of a cold one (256 µs after 100 ms idle).
+    /// last millisecond: after one idle second the node path then took 87 µs at p50 instead of
+    /// 466 µs cold with the press model on the project's box (`docs/performance.md`, "Keep
+    /// warm").
     fn keep_warm(&mut self, now_ns: u64) {
         if now_ns.saturating_sub(self.last_message_ns) < KEEP_WARM_SKIP_NS {
             return;
