@@ -47,15 +47,15 @@ fn samples() -> Vec<(Vec<f32>, f32)> {
         .collect()
 }
 
-/// A copy of a test model directory that a test may damage.
-fn scratch_copy(name: &str, test: &str) -> PathBuf {
-    let dst =
-        std::env::temp_dir().join(format!("forgeline-inference-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
+/// A copy of a test model directory that a test may damage (removed when dropped).
+fn scratch_copy(name: &str) -> tempfile::TempDir {
+    let dst = tempfile::Builder::new()
+        .prefix("forgeline-inference-")
+        .tempdir()
+        .unwrap();
     for entry in std::fs::read_dir(Path::new(DATA).join(name)).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        std::fs::copy(entry.path(), dst.path().join(entry.file_name())).unwrap();
     }
     dst
 }
@@ -282,7 +282,8 @@ fn no_usable_provider_is_an_error_naming_the_reasons() {
 
 #[test]
 fn corrupt_onnx_file_is_a_clear_load_error() {
-    let dir = scratch_copy("press-tiny", "corrupt");
+    let scratch = scratch_copy("press-tiny");
+    let dir = scratch.path();
     let garbage = b"this is not an ONNX protobuf".repeat(10);
     std::fs::write(dir.join("model.fp32.onnx"), &garbage).unwrap();
     let mut meta = read_meta(&dir);
@@ -302,7 +303,8 @@ fn corrupt_onnx_file_is_a_clear_load_error() {
 
 #[test]
 fn sha256_mismatch_names_the_file_and_field() {
-    let dir = scratch_copy("press-tiny", "sha");
+    let scratch = scratch_copy("press-tiny");
+    let dir = scratch.path();
     let path = dir.join("model.int8.onnx");
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
@@ -319,7 +321,8 @@ fn sha256_mismatch_names_the_file_and_field() {
 
 #[test]
 fn missing_variant_file_is_reported() {
-    let dir = scratch_copy("press-tiny", "missing");
+    let scratch = scratch_copy("press-tiny");
+    let dir = scratch.path();
     std::fs::remove_file(dir.join("model.fp32.onnx")).unwrap();
     let err = ModelDir::load(&dir).unwrap_err().to_string();
     assert!(
@@ -331,7 +334,8 @@ fn missing_variant_file_is_reported() {
 #[test]
 fn input_shape_mismatch_between_graph_and_metadata() {
     // The graph expects 30 features; make model.yml (consistently) say 29.
-    let dir = scratch_copy("press-tiny", "shape");
+    let scratch = scratch_copy("press-tiny");
+    let dir = scratch.path();
     let mut meta = read_meta(&dir);
     let input = &mut meta.inputs[0];
     input.features.pop();
@@ -354,7 +358,8 @@ fn input_shape_mismatch_between_graph_and_metadata() {
 
 #[test]
 fn input_name_mismatch_is_reported() {
-    let dir = scratch_copy("press-tiny", "name");
+    let scratch = scratch_copy("press-tiny");
+    let dir = scratch.path();
     let mut meta = read_meta(&dir);
     meta.inputs[0].name = "x".into();
     write_meta(&dir, &meta);

@@ -87,6 +87,8 @@ pub struct OpcUaLink {
     client: Option<Client>,
     connected: Option<Connected>,
     backoff: Backoff,
+    /// Where the PKI lives when `link.pki_dir` is not set: unique to this link.
+    default_pki: PathBuf,
 }
 
 impl std::fmt::Debug for OpcUaLink {
@@ -96,6 +98,15 @@ impl std::fmt::Debug for OpcUaLink {
             .field("signals", &self.signals.len())
             .field("connected", &self.connected.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for OpcUaLink {
+    fn drop(&mut self) {
+        // The default PKI directory belongs to this process: leave no self-signed pairs behind.
+        if self.config.pki_dir.is_none() && self.client.is_some() {
+            let _ = std::fs::remove_dir_all(self.pki_dir());
+        }
     }
 }
 
@@ -135,6 +146,7 @@ impl OpcUaLink {
             client: None,
             connected: None,
             backoff,
+            default_pki: default_pki_dir(),
         })
     }
 
@@ -150,12 +162,14 @@ impl OpcUaLink {
         Duration::from_millis(self.config.request_timeout_ms)
     }
 
-    /// The PKI directory: `link.pki_dir`, or a per-process one under the temp dir.
+    /// The PKI directory: `link.pki_dir`, or a per-process one under the temp dir (removed when
+    /// the link is dropped; configure `link.pki_dir` for a certificate the server trusts across
+    /// restarts).
     fn pki_dir(&self) -> PathBuf {
-        self.config.pki_dir.as_ref().map_or_else(
-            || std::env::temp_dir().join(format!("forgeline-opcua-pki-{}", std::process::id())),
-            PathBuf::from,
-        )
+        self.config
+            .pki_dir
+            .as_ref()
+            .map_or_else(|| self.default_pki.clone(), PathBuf::from)
     }
 
     /// Builds the client once (certificates, trust, timeouts).
@@ -376,6 +390,13 @@ fn absolute(path: &str) -> PathBuf {
     } else {
         std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
     }
+}
+
+/// A PKI directory under the temp dir unique to one link of this process.
+fn default_pki_dir() -> PathBuf {
+    static LINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("forgeline-opcua-pki-{}-{n}", std::process::id()))
 }
 
 /// Copies the server's certificate into `pki_dir/trusted/` (the client trusts what is there).
