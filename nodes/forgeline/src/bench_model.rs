@@ -1,7 +1,10 @@
 //! `forgeline bench-model`: latency and throughput of one model directory, per variant and per
 //! execution provider, with its floor and its baseline measured in the same run:
 //!
-//! - **bare ORT**: `session.run` on a prebuilt, already normalised input (the floor);
+//! - **bare ORT**: `session.run` on a prebuilt, already normalised input (the floor);
+//! - **bare ORT bound**: the same input copied into tensors bound once to the session and one
+//!   `run_binding`, which is how the scorer calls ONNX Runtime on the CPU provider (the floor of
+//!   its own call: node path over this is the cost of the Arrow and runtime layer alone);
 //! - **scorer**: `Scorer::infer_rows` (normalisation + run + output copy, no Arrow);
 //! - **node path**: what the `inference` node does per message without dora: an Arrow
 //!   `FeatureVector` (or `Tensor`) message in, the stage, an Arrow `Score` message out;
@@ -49,6 +52,13 @@ pub struct BenchModelOptions {
     /// an interval before the message, as the graph's `keep_warm` timer would on average.
     pub keep_warm_ms: u64,
 }
+
+/// The floor: `session.run` on a prebuilt input.
+const BARE_RUN: &str = "bare ORT session.run";
+/// The floor of the scorer's own call (CPU provider): `run_binding` on pre-bound tensors.
+const BARE_BOUND: &str = "bare ORT run_binding";
+/// What the inference node does per message.
+const NODE_PATH: &str = "node path (Arrow in/out)";
 
 /// One measured path.
 struct Row {
@@ -152,13 +162,15 @@ fn measure(
     } else {
         "features"
     };
-    let mut bare = Latencies::with_capacity(opts.runs);
-    let mut ours = Latencies::with_capacity(opts.runs);
-    let mut plain = Latencies::with_capacity(opts.runs);
+    let binds = node
+        .scorer_mut()
+        .run_prebuilt_bound(opts.batch, &prebuilt)?
+        .is_some();
+    let mut lat: [Latencies; 4] = std::array::from_fn(|_| Latencies::with_capacity(opts.runs));
     let mut out = Outbox::default();
-    let (mut floor_first, mut node_first) = (f32::NAN, f32::NAN);
+    let (mut floor_first, mut bound_first, mut node_first) = (f32::NAN, f32::NAN, f32::NAN);
     // Time spent in each path over the timed runs (throughput = rows / time in the path).
-    let mut spent = [0_u64; 3];
+    let mut spent = [0_u64; 4];
     for i in 0..opts.warmup + opts.runs {
         // After an idle spell the node path goes first, so that it meets what a message after
         // a pause meets; otherwise it goes last (interleaved: noise hits the paths alike).
@@ -169,46 +181,52 @@ fn measure(
             pause(&mut node, opts);
             (node_time, sent) = node_path(&mut node, port, &message, &mut out, i == 0)?;
         }
-        // All three paths on the node's own session: the same weights and arena in cache.
+        // All paths on the node's own session: the same weights and arena in cache.
         let t0 = Instant::now();
         floor_first = node.scorer_mut().run_prebuilt(opts.batch, &prebuilt)?;
         let t1 = Instant::now();
-        node.scorer_mut().infer_rows(&row_refs)?;
+        if binds {
+            bound_first = node
+                .scorer_mut()
+                .run_prebuilt_bound(opts.batch, &prebuilt)?
+                .unwrap_or(f32::NAN);
+        }
         let t2 = Instant::now();
+        node.scorer_mut().infer_rows(&row_refs)?;
+        let t3 = Instant::now();
         if !idle_first {
             (node_time, sent) = node_path(&mut node, port, &message, &mut out, i == 0)?;
         }
         if i >= opts.warmup {
-            for (k, (lat, d)) in [
-                (&mut bare, t1 - t0),
-                (&mut plain, t2 - t1),
-                (&mut ours, node_time),
-            ]
-            .into_iter()
-            .enumerate()
+            for (k, d) in [t1 - t0, t2 - t1, t3 - t2, node_time]
+                .into_iter()
+                .enumerate()
             {
-                lat.record(nanos(d));
+                lat[k].record(nanos(d));
                 spent[k] += nanos(d);
             }
         } else if i == 0 {
             node_first = first_score(&sent);
         }
     }
-    if model.meta().task == Task::Anomaly && (floor_first - node_first).abs() > 1e-4 {
-        eyre::bail!(
-            "node path scored {node_first} but bare ORT gave {floor_first} on the same row"
-        );
+    if model.meta().task == Task::Anomaly {
+        for (path, first) in [(NODE_PATH, node_first), (BARE_BOUND, bound_first)] {
+            eyre::ensure!(
+                (floor_first - first).abs() <= 1e-4 || (path == BARE_BOUND && !binds),
+                "{path} scored {first} but bare ORT session.run gave {floor_first} on the same row"
+            );
+        }
     }
     let n = (opts.runs * opts.batch) as f64;
     let mut result = Vec::new();
-    for (k, (path, lat)) in [
-        ("bare ORT session.run", &bare),
-        ("scorer (no Arrow)", &plain),
-        ("node path (Arrow in/out)", &ours),
-    ]
-    .into_iter()
-    .enumerate()
+    for (k, (path, lat)) in [BARE_RUN, BARE_BOUND, "scorer (no Arrow)", NODE_PATH]
+        .into_iter()
+        .zip(&lat)
+        .enumerate()
     {
+        if path == BARE_BOUND && !binds {
+            continue;
+        }
         let summary = lat
             .summary()
             .ok_or_else(|| eyre::eyre!("no samples recorded"))?;
@@ -471,17 +489,17 @@ fn print_table(
         "p99.9 µs",
         "max µs",
         "rows/s",
-        "p50 vs bare"
+        "p50 vs run"
     );
     let us = |ms: f64| ms * 1e3;
     let mut verdicts = Vec::new();
     for r in rows {
-        let bare = rows
-            .iter()
-            .find(|b| {
-                b.variant == r.variant && b.provider == r.provider && b.path.starts_with("bare")
-            })
-            .map(|b| b.summary);
+        let same = |path: &str| {
+            rows.iter()
+                .find(|b| b.variant == r.variant && b.provider == r.provider && b.path == path)
+                .map(|b| b.summary)
+        };
+        let bare = same(BARE_RUN);
         let overhead = bare.map(|b| 100.0 * (r.summary.p50 - b.p50) / b.p50);
         println!(
             "{:<7} {:<9} {:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>11.0} {:>12}",
@@ -499,13 +517,22 @@ fn print_table(
                 _ => "-".into(),
             }
         );
-        if r.path.starts_with("node") {
+        if r.path == NODE_PATH {
             if let Some(o) = overhead {
                 verdicts.push(format!(
-                    "{} {}: node path overhead at p50 {o:+.1}% (goal <= 5%): {}",
+                    "{} {}: node path overhead over bare session.run at p50 {o:+.1}% (goal <= 5%): {}",
                     r.variant,
                     r.provider,
                     if o <= 5.0 { "met" } else { "NOT met" }
+                ));
+            }
+            if let Some(b) = same(BARE_BOUND) {
+                verdicts.push(format!(
+                    "{} {}: node path over the scorer's own ORT call (bare run_binding) at p50 {:+.1}% ({:+.2} µs: the Arrow and runtime layer alone)",
+                    r.variant,
+                    r.provider,
+                    100.0 * (r.summary.p50 - b.p50) / b.p50,
+                    us(r.summary.p50 - b.p50)
                 ));
             }
             if let Some(py) = rows.iter().find(|p| {

@@ -197,6 +197,32 @@ fn batch_scores_equal_single_scores() {
     assert!(batch.is_empty(), "out is cleared");
 }
 
+#[test]
+fn bound_runs_agree_with_session_run_across_changing_batch_sizes() {
+    // The CPU scorer runs through tensors bound once per batch size (one slot for single rows,
+    // one for the last larger size): switching sizes rebinds, and every result must equal a
+    // plain `session.run` on the same normalised rows.
+    let mut scorer = Scorer::new(&press_tiny(), &cpu_config(VariantChoice::Fp32)).unwrap();
+    let rows: Vec<Vec<f32>> = samples().into_iter().take(8).map(|(r, _)| r).collect();
+    let mut out = Vec::new();
+    for (step, n) in [1, 3, 5, 3, 1, 8, 1, 5].into_iter().enumerate() {
+        let first = step % rows.len();
+        let take: Vec<&[f32]> = (0..n)
+            .map(|i| rows[(first + i) % rows.len()].as_slice())
+            .collect();
+        scorer.score_batch(&take, &mut out).unwrap();
+        assert_eq!(out.len(), n, "step {step}");
+        for (i, row) in take.iter().enumerate() {
+            let plain = scorer.run_prebuilt(1, &scorer.normalised(row)).unwrap();
+            assert!(
+                (out[i] - plain).abs() <= 1e-5 * (1.0 + plain.abs()),
+                "step {step} (batch {n}) row {i}: bound {} vs session.run {plain}",
+                out[i]
+            );
+        }
+    }
+}
+
 /// A `MakeWriter` collecting log lines, to count what the scorer logs.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -286,12 +312,12 @@ fn corrupt_onnx_file_is_a_clear_load_error() {
     let dir = scratch.path();
     let garbage = b"this is not an ONNX protobuf".repeat(10);
     std::fs::write(dir.join("model.fp32.onnx"), &garbage).unwrap();
-    let mut meta = read_meta(&dir);
+    let mut meta = read_meta(dir);
     let fp32 = meta.variants.get_mut(&VariantKind::Fp32).unwrap();
     fp32.sha256 = sha256_hex(&garbage);
     fp32.size = garbage.len() as u64;
-    write_meta(&dir, &meta);
-    let model = ModelDir::load(&dir).unwrap(); // Metadata is consistent; the ONNX bytes are not.
+    write_meta(dir, &meta);
+    let model = ModelDir::load(dir).unwrap(); // Metadata is consistent; the ONNX bytes are not.
     let err = Scorer::new(&model, &cpu_config(VariantChoice::Fp32)).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -310,7 +336,7 @@ fn sha256_mismatch_names_the_file_and_field() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01; // Same size, different content.
     std::fs::write(&path, bytes).unwrap();
-    let err = ModelDir::load(&dir).unwrap_err();
+    let err = ModelDir::load(dir).unwrap_err();
     let ModelError::Invalid { problems, .. } = &err else {
         panic!("{err}")
     };
@@ -324,7 +350,7 @@ fn missing_variant_file_is_reported() {
     let scratch = scratch_copy("press-tiny");
     let dir = scratch.path();
     std::fs::remove_file(dir.join("model.fp32.onnx")).unwrap();
-    let err = ModelDir::load(&dir).unwrap_err().to_string();
+    let err = ModelDir::load(dir).unwrap_err().to_string();
     assert!(
         err.contains("variants.fp32.file") && err.contains("model.fp32.onnx"),
         "{err}"
@@ -336,14 +362,14 @@ fn input_shape_mismatch_between_graph_and_metadata() {
     // The graph expects 30 features; make model.yml (consistently) say 29.
     let scratch = scratch_copy("press-tiny");
     let dir = scratch.path();
-    let mut meta = read_meta(&dir);
+    let mut meta = read_meta(dir);
     let input = &mut meta.inputs[0];
     input.features.pop();
     input.normalization.mean.pop();
     input.normalization.std.pop();
     input.shape = vec![-1, 29];
-    write_meta(&dir, &meta);
-    let model = ModelDir::load(&dir).unwrap();
+    write_meta(dir, &meta);
+    let model = ModelDir::load(dir).unwrap();
     let err = Scorer::new(&model, &cpu_config(VariantChoice::Auto)).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -360,11 +386,11 @@ fn input_shape_mismatch_between_graph_and_metadata() {
 fn input_name_mismatch_is_reported() {
     let scratch = scratch_copy("press-tiny");
     let dir = scratch.path();
-    let mut meta = read_meta(&dir);
+    let mut meta = read_meta(dir);
     meta.inputs[0].name = "x".into();
-    write_meta(&dir, &meta);
+    write_meta(dir, &meta);
     let err = Scorer::new(
-        &ModelDir::load(&dir).unwrap(),
+        &ModelDir::load(dir).unwrap(),
         &cpu_config(VariantChoice::Auto),
     )
     .unwrap_err();
@@ -425,6 +451,51 @@ fn bad_rows_are_refused_with_the_feature_named() {
     );
     // The scorer is still usable after refusing rows.
     assert!(scorer.score(&samples()[1].0).unwrap().is_finite());
+}
+
+#[test]
+fn tensor_bytes_are_standardised_like_rows_aligned_or_not_and_bad_values_named() {
+    // press-tiny has a real normalisation: tensor rows (little-endian bytes, as in a `Tensor`
+    // message) must score exactly as the same rows given as features, whether the bytes are
+    // aligned for f32 (read as floats) or not (decoded), and a non-finite value is reported
+    // with its row, index and raw value.
+    let mut scorer = Scorer::new(&press_tiny(), &cpu_config(VariantChoice::Fp32)).unwrap();
+    let rows: Vec<Vec<f32>> = samples().into_iter().take(4).map(|(r, _)| r).collect();
+    let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+    let expected = scorer.infer_rows(&refs).unwrap().to_vec();
+    let flat: Vec<f32> = rows.concat();
+    let bytes: Vec<u8> = flat.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let aligned: &[u8] = bytemuck::cast_slice(&flat);
+    let mut shifted = vec![0_u8];
+    shifted.extend_from_slice(&bytes);
+    assert!(bytemuck::try_cast_slice::<u8, f32>(&shifted[1..]).is_err());
+    for (name, data) in [("aligned", aligned), ("unaligned", &shifted[1..])] {
+        let got = scorer.infer_tensors(rows.len(), data).unwrap();
+        assert_eq!(got, expected.as_slice(), "{name}");
+    }
+    let mut bad = flat.clone();
+    bad[2 * 30 + 5] = f32::INFINITY;
+    let bad_bytes: Vec<u8> = bad.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut bad_shifted = vec![0_u8];
+    bad_shifted.extend_from_slice(&bad_bytes);
+    for (name, data) in [
+        ("aligned", bytemuck::cast_slice::<f32, u8>(&bad)),
+        ("unaligned", &bad_shifted[1..]),
+    ] {
+        let err = scorer.infer_tensors(rows.len(), data).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InferenceError::NonFinite {
+                    row: 2,
+                    index: 5,
+                    value,
+                    ..
+                } if value == f32::INFINITY
+            ),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]
