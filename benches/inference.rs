@@ -1,5 +1,6 @@
-//! Bare ONNX Runtime `session.run` (the floor) vs the `Scorer` (normalisation, run, output copy)
-//! on the shipped press model, one stroke and a batch of 16. The model-level harness with the
+//! Bare ONNX Runtime `session.run` (the floor) and `run_binding` on pre-bound tensors (the floor
+//! of the scorer's own call on the CPU) vs the `Scorer` (normalisation, run, output copy) on the
+//! shipped press model, one stroke and a batch of 16. The model-level harness with the
 //! Arrow node path and the Python baseline is `forgeline bench-model` (docs/inference.md).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)] // Bench harness.
 
@@ -38,6 +39,16 @@ fn inference(c: &mut Criterion) {
             let name = format!("{}/{variant:?}/batch{batch}", model.model_version());
             c.bench_function(&format!("{name}/bare_ort"), |b| {
                 b.iter(|| black_box(scorer.run_prebuilt(batch, black_box(input)).unwrap()));
+            });
+            c.bench_function(&format!("{name}/bare_ort_bound"), |b| {
+                b.iter(|| {
+                    black_box(
+                        scorer
+                            .run_prebuilt_bound(batch, black_box(input))
+                            .unwrap()
+                            .expect("the CPU scorer binds inputs this small"),
+                    )
+                });
             });
             c.bench_function(&format!("{name}/scorer"), |b| {
                 b.iter(|| black_box(scorer.infer_rows(black_box(&rows)).unwrap()[0]));
