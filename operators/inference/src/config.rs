@@ -100,6 +100,14 @@ pub struct InferenceConfig {
     /// Runs on a dummy row before the first real score, so the first stroke does not pay for
     /// lazy initialisation (default 10).
     pub warmup_runs: u32,
+    /// The CPU provider's memory arena (default true): ONNX Runtime keeps freed tensor memory
+    /// for reuse instead of returning it to the system. Off trades a little speed for a smaller
+    /// resident set on boxes short of memory.
+    pub memory_arena: bool,
+    /// ONNX Runtime's memory pattern planning (default true): after a first run it plans one
+    /// allocation for all intermediate tensors of that input shape. Turn it off when input
+    /// shapes vary a lot (each new shape is planned again).
+    pub memory_pattern: bool,
     /// TensorRT options.
     pub tensorrt: TensorRtOptions,
     /// Path of `libonnxruntime.so` (default none: `ORT_DYLIB_PATH`, then the project's `.venv`).
@@ -123,6 +131,8 @@ impl Default for InferenceConfig {
             inter_threads: 1,
             optimization_level: OptimizationLevel::All,
             warmup_runs: 10,
+            memory_arena: true,
+            memory_pattern: true,
             tensorrt: TensorRtOptions::default(),
             onnxruntime_lib: None,
             max_batch: 1,
@@ -170,18 +180,21 @@ mod tests {
         assert_eq!(c, InferenceConfig::default());
         assert_eq!(c.providers.last(), Some(&Provider::Cpu));
         assert_eq!(c.warmup_runs, 10);
+        assert!(c.memory_arena && c.memory_pattern);
     }
 
     #[test]
     fn parses_a_full_config() {
         let c: InferenceConfig = serde_yaml::from_str(
             "variant: int8\nproviders: [cuda, cpu]\nintra_threads: 2\noptimization_level: extended\n\
-             tensorrt: {fp16: true, engine_cache_dir: /var/cache/trt}\nonnxruntime_lib: /opt/ort/libonnxruntime.so\n",
+             tensorrt: {fp16: true, engine_cache_dir: /var/cache/trt}\nonnxruntime_lib: /opt/ort/libonnxruntime.so\n\
+             memory_arena: false\nmemory_pattern: false\n",
         )
         .unwrap();
         assert_eq!(c.variant, VariantChoice::Int8);
         assert_eq!(c.providers, [Provider::Cuda, Provider::Cpu]);
         assert!(c.tensorrt.fp16);
+        assert!(!c.memory_arena && !c.memory_pattern);
         assert!(c.problems().is_empty());
     }
 

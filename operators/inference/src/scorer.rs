@@ -210,6 +210,8 @@ impl Scorer {
             .with_intra_threads(config.intra_threads)
             .map_err(|e| configure(&e))?
             .with_inter_threads(config.inter_threads)
+            .map_err(|e| configure(&e))?
+            .with_memory_pattern(config.memory_pattern)
             .map_err(|e| configure(&e))?;
 
         let mut skipped = Vec::new();
@@ -297,7 +299,8 @@ impl Scorer {
         };
         scorer.warm_up(config.warmup_runs)?;
         tracing::info!(model = %scorer.model_version, variant = %variant, provider = %provider,
-            file = %scorer.file.display(), warmup_runs = scorer.warmup_runs_done, "scorer ready");
+            file = %scorer.file.display(), warmup_runs = scorer.warmup_runs_done,
+            memory_arena = config.memory_arena, memory_pattern = config.memory_pattern, "scorer ready");
         Ok(scorer)
     }
 
@@ -916,10 +919,9 @@ fn register(
     builder: &mut SessionBuilder,
     config: &InferenceConfig,
 ) -> Result<(), String> {
-    let _ = config; // Used only by the TensorRT options.
     match provider {
         Provider::Cpu => ep::CPU::default()
-            .with_arena_allocator(true)
+            .with_arena_allocator(config.memory_arena)
             .register(builder)
             .map_err(|e| e.to_string()),
         #[cfg(feature = "tensorrt")]

@@ -198,6 +198,20 @@ fn batch_scores_equal_single_scores() {
 }
 
 #[test]
+fn memory_arena_and_pattern_off_score_the_same() {
+    let mut default = Scorer::new(&press_tiny(), &cpu_config(VariantChoice::Fp32)).unwrap();
+    let lean = InferenceConfig {
+        memory_arena: false,
+        memory_pattern: false,
+        ..cpu_config(VariantChoice::Fp32)
+    };
+    let mut lean = Scorer::new(&press_tiny(), &lean).unwrap();
+    for (row, _) in samples().iter().take(20) {
+        assert_eq!(default.score(row).unwrap(), lean.score(row).unwrap());
+    }
+}
+
+#[test]
 fn bound_runs_agree_with_session_run_across_changing_batch_sizes() {
     // The CPU scorer runs through tensors bound once per batch size (one slot for single rows,
     // one for the last larger size): switching sizes rebinds, and every result must equal a
