@@ -75,6 +75,18 @@ fn press_line_gives_every_recorded_stroke_its_verdict_and_tells_the_plc() {
             .any(|l| l.contains("run: stopped node=inference") && l.contains("keep_warm")),
         "keep_warm ticks counted as messages:\n{out}"
     );
+    // dora-node-api warns once per typed input that it cannot check our custom type URNs (with
+    // the whole dataflow in the line): the runtime filters that callsite out of the node logs.
+    assert!(
+        !out.contains("unknown input type URN"),
+        "dora's custom-type warnings reach the logs:\n{}",
+        &out[..out.len().min(4000)]
+    );
+    assert!(
+        out.len() < 2_000_000,
+        "{} bytes of log for 32 strokes",
+        out.len()
+    );
     for bad in ["zz_malformed.wav", "zz_short.wav", "zz_rate.wav"] {
         assert!(
             out.lines()

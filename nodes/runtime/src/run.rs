@@ -38,15 +38,40 @@ pub fn init_tracing(kind: &str) {
 /// `warn,forgeline_inference=info` for a command-line tool that should say little but which
 /// execution provider ran.
 pub fn init_tracing_or(kind: &str, default_filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("FORGELINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            !is_dora_custom_type_warning(meta)
+        }))
         .try_init();
     tracing::debug!(kind, "tracing initialised");
 }
+
+/// dora-node-api 1.1.0 resolves each input's `input_types` URN against its built-in type
+/// registry only, so every forgeline type (`forgeline/messages/v1/*`, declared for `dora validate
+/// --strict-types` in `graphs/types/`) gives one warning per typed input at node start, "unknown
+/// input type URN … — skipping type check", carrying the whole dataflow descriptor in its span
+/// (about 20 KB per line). The runtime checks every payload's schema itself (`Input::batch`),
+/// so that callsite (pinned with dora-node-api `=1.1.0`) is dropped; the module's other
+/// warnings (discarded inputs among them) still show.
+fn is_dora_custom_type_warning(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "dora_node_api::event_stream"
+        && *meta.level() == tracing::Level::WARN
+        && meta.line() == Some(DORA_UNKNOWN_TYPE_WARNING_LINE)
+        && meta.file().is_some_and(|f| {
+            f.ends_with("event_stream/mod.rs") && f.contains("dora-node-api-1.1.0")
+        })
+}
+
+/// The line of that warning in dora-node-api 1.1.0's `src/event_stream/mod.rs`.
+const DORA_UNKNOWN_TYPE_WARNING_LINE: u32 = 433;
 
 /// What a node did over its life, returned by [`run_stage`] (and logged at the end).
 #[derive(Debug, Clone, Default)]
