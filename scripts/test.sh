@@ -11,6 +11,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 FORGELINE_SKIP_BUILD=1 scripts/setup.sh
 
+# A cold test build writes about 7 GB under the target dir; a full disk otherwise shows up as
+# a linker "Bus error" or "No space left on device" deep in the build. Say it first.
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+used_kb=$(du -sk "$target_dir" 2>/dev/null | awk '{ print $1 }')
+need_kb=$(( 7 * 1024 * 1024 - ${used_kb:-0} ))
+if [ "${free_kb:-0}" -lt "$need_kb" ]; then
+  printf '[test] warning: %s MB free on the filesystem of %s, and the test build may need %s MB more (a cold build writes about 7 GB): free some space or set CARGO_TARGET_DIR\n' \
+    "$(( free_kb / 1024 ))" "$target_dir" "$(( need_kb / 1024 ))" >&2
+fi
+
 echo "[test] Rust tests" >&2
 if cargo nextest --version >/dev/null 2>&1; then
   # --all-targets: the criterion benches run once each in test mode, so a bench that no longer
