@@ -58,8 +58,9 @@ pub struct Scorer {
     /// Whether runs from [`Scorer::input_buf`] go through an [`IoBinding`] (CPU provider, static
     /// dimensions after the batch).
     bind: bool,
-    /// Pre-bound tensors for one row (slot 0) and for the last multi-row batch size (slot 1).
-    bound: [Option<Bound>; 2],
+    /// Pre-bound tensors by batch size (index `rows - 1`), made on first use of that size: at
+    /// most [`BIND_MAX_VALUES`] / row length sizes, a few hundred KB at worst.
+    bound: Vec<Option<Bound>>,
     warmup_runs_done: u32,
     runs: u64,
     zero_copy_runs: u64,
@@ -75,7 +76,6 @@ const BIND_MAX_VALUES: usize = 1024;
 /// ONNX Runtime (`session.run` does both each time). On the press model this took 0.55 µs
 /// (6 %) off each run on the project's box (`docs/performance.md`, "Inference").
 struct Bound {
-    rows: usize,
     input: Tensor<f32>,
     binding: IoBinding,
 }
@@ -99,11 +99,7 @@ impl Bound {
         let mut binding = session.create_binding()?;
         binding.bind_input(session.inputs()[0].name(), &input)?;
         binding.bind_output(session.outputs()[0].name(), output)?;
-        Ok(Self {
-            rows,
-            input,
-            binding,
-        })
+        Ok(Self { input, binding })
     }
 
     /// Copies `data` (exactly the bound input's length) in, runs, and hands the output values
@@ -292,7 +288,7 @@ impl Scorer {
             output_buf: Vec::with_capacity(output_width),
             output_dims,
             bind,
-            bound: [None, None],
+            bound: Vec::new(),
             warmup_runs_done: 0,
             runs: 0,
             zero_copy_runs: 0,
@@ -779,7 +775,7 @@ impl Scorer {
     /// tensors) are read in place by `session.run`: copying them into a bound tensor would
     /// cost more than the binding saves.
     fn binds(&self, rows: usize) -> bool {
-        self.bind && rows.saturating_mul(self.row_len) <= BIND_MAX_VALUES
+        self.bind && rows > 0 && rows.saturating_mul(self.row_len) <= BIND_MAX_VALUES
     }
 
     /// [`Scorer::run_rows`] through the [`Bound`] tensors of `rows` rows.
@@ -801,10 +797,13 @@ impl Scorer {
         data: Option<&[f32]>,
         read: impl FnOnce(&[f32], &mut Vec<f32>) -> R,
     ) -> Result<R, ort::Error> {
-        let slot = usize::from(rows != 1);
+        let slot = rows.saturating_sub(1);
+        if self.bound.len() <= slot {
+            self.bound.resize_with(slot + 1, || None);
+        }
         let mut bound = match self.bound[slot].take() {
-            Some(bound) if bound.rows == rows => bound,
-            _ => Bound::new(&self.session, rows, &self.input_dims, &self.output_dims)?,
+            Some(bound) => bound,
+            None => Bound::new(&self.session, rows, &self.input_dims, &self.output_dims)?,
         };
         let out = &mut self.output_buf;
         let result = bound.run(

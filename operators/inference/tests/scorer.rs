@@ -213,9 +213,9 @@ fn memory_arena_and_pattern_off_score_the_same() {
 
 #[test]
 fn bound_runs_agree_with_session_run_across_changing_batch_sizes() {
-    // The CPU scorer runs through tensors bound once per batch size (one slot for single rows,
-    // one for the last larger size): switching sizes rebinds, and every result must equal a
-    // plain `session.run` on the same normalised rows.
+    // The CPU scorer runs through tensors bound once per batch size, made the first time a size
+    // runs and kept: going back and forth between sizes reuses them, and every result must
+    // equal a plain `session.run` on the same normalised rows.
     let mut scorer = Scorer::new(&press_tiny(), &cpu_config(VariantChoice::Fp32)).unwrap();
     let rows: Vec<Vec<f32>> = samples().into_iter().take(8).map(|(r, _)| r).collect();
     let mut out = Vec::new();
