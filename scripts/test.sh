@@ -15,10 +15,11 @@ FORGELINE_SKIP_BUILD=1 scripts/setup.sh
 # a linker "Bus error" or "No space left on device" deep in the build. Say it first.
 target_dir=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target_dir"
-free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
-used_kb=$(du -sk "$target_dir" 2>/dev/null | awk '{ print $1 }')
+# Advisory only: a df or du that fails (a file vanishing under a concurrent build) skips it.
+free_kb=$(df -Pk "$target_dir" 2>/dev/null | awk 'NR == 2 { print $4 }') || free_kb=
+used_kb=$(du -sk "$target_dir" 2>/dev/null | awk '{ print $1 }') || used_kb=0
 need_kb=$(( 7 * 1024 * 1024 - ${used_kb:-0} ))
-if [ "${free_kb:-0}" -lt "$need_kb" ]; then
+if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
   printf '[test] warning: %s MB free on the filesystem of %s, and the test build may need %s MB more (a cold build writes about 7 GB): free some space or set CARGO_TARGET_DIR\n' \
     "$(( free_kb / 1024 ))" "$target_dir" "$(( need_kb / 1024 ))" >&2
 fi

@@ -4,7 +4,8 @@
 //! - **bare ORT**: `session.run` on a prebuilt, already normalised input (the floor);
 //! - **bare ORT bound**: the same input copied into tensors bound once to the session and one
 //!   `run_binding`, which is how the scorer calls ONNX Runtime on the CPU provider (the floor of
-//!   its own call: node path over this is the cost of the Arrow and runtime layer alone);
+//!   its own call: node path over this is the cost of the Arrow and runtime layer, with the
+//!   scorer's checks and standardisation);
 //! - **scorer**: `Scorer::infer_rows` (normalisation + run + output copy, no Arrow);
 //! - **node path**: what the `inference` node does per message without dora: an Arrow
 //!   `FeatureVector` (or `Tensor`) message in, the stage, an Arrow `Score` message out;
@@ -528,7 +529,7 @@ fn print_table(
             }
             if let Some(b) = same(BARE_BOUND) {
                 verdicts.push(format!(
-                    "{} {}: node path over the scorer's own ORT call (bare run_binding) at p50 {:+.1}% ({:+.2} µs: the Arrow and runtime layer alone)",
+                    "{} {}: node path over the scorer's own ORT call (bare run_binding) at p50 {:+.1}% ({:+.2} µs: the Arrow and runtime layer with the scorer's checks)",
                     r.variant,
                     r.provider,
                     100.0 * (r.summary.p50 - b.p50) / b.p50,

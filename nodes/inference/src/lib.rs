@@ -355,7 +355,8 @@ impl Inference {
                 if let Some(p) = self.probation.as_mut() {
                     p.window.record_run_error(&e.to_string());
                 }
-                let key = batches[chunk[0].0].key(chunk[0].1)?;
+                let (m, row) = chunk.get(failing_row(&e)).unwrap_or(&chunk[0]);
+                let key = batches[*m].key(*row)?;
                 return Err(StageError::Input(format!(
                     "node {}: asset {} seq {}: {e}",
                     self.node_id, key.asset_id, key.seq
@@ -493,7 +494,7 @@ impl Inference {
                     if let Some(p) = probation.as_mut() {
                         p.window.record_run_error(&e.to_string());
                     }
-                    let key = header.key(first);
+                    let key = header.key(first + failing_row(&e));
                     StageError::Input(format!(
                         "node {} input `{port}`: asset {} seq {}: {e}",
                         self.node_id, key.asset_id, key.seq
@@ -728,6 +729,17 @@ fn row_values(values: &LargeListArray, row: usize) -> Result<&[f32], SchemaMisma
                 items.len()
             ))
         })
+}
+
+/// The row of a run (0-based within it) that an error names, or 0 for errors of the whole run.
+fn failing_row(e: &forgeline_inference::InferenceError) -> usize {
+    use forgeline_inference::InferenceError as E;
+    match e {
+        E::NonFinite { row, .. } | E::InputLength { row, .. } | E::TensorMismatch { row, .. } => {
+            *row
+        }
+        _ => 0,
+    }
 }
 
 fn offset(o: i64) -> usize {

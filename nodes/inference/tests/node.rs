@@ -178,6 +178,49 @@ fn wrong_tensor_shape_dtype_or_size_is_refused_naming_the_field() {
     assert_eq!(scores(&good).len(), 1);
 }
 
+#[test]
+fn a_non_finite_value_in_a_batched_run_names_its_own_row() {
+    // Rows 0..4 of one tensor message scored in one run (max_batch 4): the NaN in row 2 must
+    // be reported with row 2's key, not with the run's first row.
+    let mut node = stage("classifier-tiny", 4, &["score"]);
+    let rows: Vec<Tensor> = samples()
+        .iter()
+        .take(4)
+        .enumerate()
+        .map(|(i, v)| {
+            let mut v = v.clone();
+            if i == 2 {
+                v[7] = f32::NAN;
+            }
+            tensor(40 + i as u64, vec![30], "f32", &v)
+        })
+        .collect();
+    let text = call(&mut node, "tensor", &array(&rows))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("seq 42"), "{text}");
+    assert!(!text.contains("seq 40"), "{text}");
+
+    // The same for queued feature messages scored together.
+    let mut node = stage("press-tiny", 4, &["score"]);
+    let feats: Vec<FeatureVector> = samples()
+        .iter()
+        .take(3)
+        .enumerate()
+        .map(|(i, v)| {
+            let mut v = v.clone();
+            if i == 1 {
+                v[3] = f32::INFINITY;
+            }
+            features(50 + i as u64, &v, QualityFlags::OK)
+        })
+        .collect();
+    let text = call(&mut node, "features", &array(&feats))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("seq 51"), "{text}");
+}
+
 fn features(seq: u64, values: &[f32], quality: QualityFlags) -> FeatureVector {
     FeatureVector {
         key: Correlation::new("press-1", seq, seq),

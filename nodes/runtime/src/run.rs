@@ -66,7 +66,9 @@ fn is_dora_custom_type_warning(meta: &tracing::Metadata<'_>) -> bool {
         && *meta.level() == tracing::Level::WARN
         && meta.line() == Some(DORA_UNKNOWN_TYPE_WARNING_LINE)
         && meta.file().is_some_and(|f| {
-            f.ends_with("event_stream/mod.rs") && f.contains("dora-node-api-1.1.0")
+            // The target names the crate and the `=1.1.0` pin fixes the line; the file only
+            // tells this module's `mod.rs` from its submodules (any registry or vendor path).
+            f.ends_with("event_stream/mod.rs") || f.ends_with("event_stream\\mod.rs")
         })
 }
 

@@ -59,7 +59,8 @@ pub struct Scorer {
     /// dimensions after the batch).
     bind: bool,
     /// Pre-bound tensors by batch size (index `rows - 1`), made on first use of that size: at
-    /// most [`BIND_MAX_VALUES`] / row length sizes, a few hundred KB at worst.
+    /// most [`BIND_MAX_VALUES`] / row length sizes (the press model: 33 sizes, 70 KB if all
+    /// are used; 2 MB in the worst case of one value per row).
     bound: Vec<Option<Bound>>,
     warmup_runs_done: u32,
     runs: u64,
@@ -87,11 +88,9 @@ impl Bound {
         input_dims: &[i64],
         output_dims: &[i64],
     ) -> Result<Self, ort::Error> {
-        let batch = i64::try_from(rows).unwrap_or(i64::MAX);
         let shape = |dims: &[i64]| {
             let mut shape = Vec::with_capacity(dims.len() + 1);
-            shape.push(batch);
-            shape.extend_from_slice(dims);
+            batch_shape(&mut shape, rows, dims);
             shape
         };
         let input = Tensor::<f32>::new(&Allocator::default(), shape(input_dims))?;
@@ -293,10 +292,12 @@ impl Scorer {
             runs: 0,
             zero_copy_runs: 0,
         };
+        scorer.check_binding();
         scorer.warm_up(config.warmup_runs)?;
         tracing::info!(model = %scorer.model_version, variant = %variant, provider = %provider,
             file = %scorer.file.display(), warmup_runs = scorer.warmup_runs_done,
-            memory_arena = config.memory_arena, memory_pattern = config.memory_pattern, "scorer ready");
+            memory_arena = config.memory_arena, memory_pattern = config.memory_pattern,
+            io_binding = scorer.bind, "scorer ready");
         Ok(scorer)
     }
 
@@ -436,36 +437,22 @@ impl Scorer {
             self.zero_copy_runs += 1;
             return self.run_view(rows, values);
         }
+        // Decoded into the input buffer (a copy of the aligned floats, or from the bytes), the
+        // raw values checked, then standardised in place.
         self.input_buf.clear();
         match bytemuck::try_cast_slice::<u8, f32>(data) {
-            // Arrow buffers of f32 rows are aligned: standardise straight from them.
             Ok(values) if cfg!(target_endian = "little") => {
-                self.input_buf.resize(values.len(), 0.0);
-                for (dst, src) in self
-                    .input_buf
-                    .chunks_exact_mut(self.row_len)
-                    .zip(values.chunks_exact(self.row_len))
-                {
-                    standardise(dst, src, &self.mean, &self.inv_std);
-                }
+                self.input_buf.extend_from_slice(values)
             }
-            _ => {
-                self.input_buf.extend(
-                    data.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                );
-                for row in self.input_buf.chunks_exact_mut(self.row_len) {
-                    standardise_in_place(row, &self.mean, &self.inv_std);
-                }
-            }
+            _ => self.input_buf.extend(
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
         }
-        // Non-finite inputs stay non-finite after standardisation: one scan finds the first.
         if let Some(i) = first_non_finite(&self.input_buf) {
-            let raw = data
-                .get(i * 4..i * 4 + 4)
-                .map_or(f32::NAN, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-            return Err(self.non_finite(i / self.row_len, i % self.row_len, raw));
+            return Err(self.non_finite(i / self.row_len, i % self.row_len, self.input_buf[i]));
         }
+        standardise_rows(&mut self.input_buf, self.row_len, &self.mean, &self.inv_std);
         self.run_rows(rows)?;
         Ok(&self.output_buf)
     }
@@ -477,9 +464,7 @@ impl Scorer {
     /// # Errors
     /// A runtime failure.
     pub fn run_prebuilt(&mut self, rows: usize, data: &[f32]) -> Result<f32, InferenceError> {
-        self.shape_buf.clear();
-        self.shape_buf.push(i64::try_from(rows).unwrap_or(i64::MAX));
-        self.shape_buf.extend_from_slice(&self.input_dims);
+        batch_shape(&mut self.shape_buf, rows, &self.input_dims);
         let result = (|| -> Result<f32, ort::Error> {
             let input = TensorRef::from_array_view((self.shape_buf.as_slice(), data))?;
             let outputs = self.session.run(ort::inputs![input])?;
@@ -516,17 +501,9 @@ impl Scorer {
     /// identity for models without normalisation. For building benchmark inputs.
     #[must_use]
     pub fn normalised(&self, values: &[f32]) -> Vec<f32> {
-        if self.mean.is_empty() || self.row_len == 0 {
-            return values.to_vec();
-        }
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                let j = i % self.row_len;
-                (x - self.mean[j]) * self.inv_std[j]
-            })
-            .collect()
+        let mut out = values.to_vec();
+        standardise_rows(&mut out, self.row_len, &self.mean, &self.inv_std);
+        out
     }
 
     /// The verdict of a classifier on one row of outputs (the label probabilities).
@@ -676,6 +653,51 @@ impl Scorer {
         self.run_dummy("keep warm")
     }
 
+    /// Whether runs of small inputs go through tensors bound to the session (see [`Bound`]).
+    #[must_use]
+    pub fn uses_io_binding(&self) -> bool {
+        self.bind
+    }
+
+    /// A bound input is rewritten in place between runs. That relies on ONNX Runtime reading
+    /// the CPU tensor it was bound to, not a copy taken at bind time: so it does (1.31, CPU
+    /// provider), but ort's documentation does not promise it, and the library is chosen at run
+    /// time. Checked once here on two different rows against `session.run`; on any difference
+    /// or failure the scorer stops binding, with a warning, and uses `session.run` throughout.
+    fn check_binding(&mut self) {
+        if !self.binds(1) {
+            return;
+        }
+        for value in [0.0_f32, 1.0] {
+            self.input_buf.clear();
+            self.input_buf.resize(self.row_len, value);
+            let bound = self.run_bound_with(1, None, |values, _| values.to_vec());
+            let data = std::mem::take(&mut self.input_buf);
+            let mut plain = Vec::new();
+            batch_shape(&mut self.shape_buf, 1, &self.input_dims);
+            let direct = run_session(&mut self.session, &self.shape_buf, &data, &mut plain);
+            self.input_buf = data;
+            let reason = match (bound, direct) {
+                (Ok(b), Ok(_))
+                    if b.len() == plain.len()
+                        && b.iter()
+                            .zip(&plain)
+                            .all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs())) =>
+                {
+                    continue;
+                }
+                (Ok(b), Ok(_)) => format!("bound run gave {b:?}, session.run {plain:?}"),
+                (Err(e), _) => format!("bound run failed: {e}"),
+                (_, Err(e)) => format!("session.run failed: {e}"),
+            };
+            tracing::warn!(model = %self.model_version, %reason,
+                "IoBinding disagrees with session.run on this ONNX Runtime: not binding");
+            self.bind = false;
+            self.bound.clear();
+            return;
+        }
+    }
+
     fn warm_up(&mut self, runs: u32) -> Result<(), InferenceError> {
         for _ in 0..runs {
             self.run_dummy("warm up")?;
@@ -726,10 +748,10 @@ impl Scorer {
             return Err(self.non_finite(row, index, values[index]));
         }
         let start = self.input_buf.len();
-        self.input_buf.resize(start + values.len(), 0.0);
-        standardise(
+        self.input_buf.extend_from_slice(values);
+        standardise_rows(
             &mut self.input_buf[start..],
-            values,
+            self.row_len,
             &self.mean,
             &self.inv_std,
         );
@@ -817,9 +839,7 @@ impl Scorer {
 
     /// Run the session on `rows` rows of `data` (read in place) into the output buffer.
     fn run_view(&mut self, rows: usize, data: &[f32]) -> Result<&[f32], InferenceError> {
-        self.shape_buf.clear();
-        self.shape_buf.push(i64::try_from(rows).unwrap_or(i64::MAX));
-        self.shape_buf.extend_from_slice(&self.input_dims);
+        batch_shape(&mut self.shape_buf, rows, &self.input_dims);
         let result = run_session(
             &mut self.session,
             &self.shape_buf,
@@ -851,17 +871,28 @@ impl Scorer {
     }
 }
 
-/// `dst = (src - mean) * inv_std` element by element (a copy when the model has no
-/// normalisation: `mean` empty). Zipped slices, so the loop vectorises.
-fn standardise(dst: &mut [f32], src: &[f32], mean: &[f32], inv_std: &[f32]) {
-    if mean.is_empty() {
-        dst.copy_from_slice(src);
+/// `shape = [rows, dims...]` (reusing its allocation).
+fn batch_shape(shape: &mut Vec<i64>, rows: usize, dims: &[i64]) {
+    shape.clear();
+    shape.push(i64::try_from(rows).unwrap_or(i64::MAX));
+    shape.extend_from_slice(dims);
+}
+
+/// Standardises each `row_len` row of `values` in place: `(x - mean) * inv_std`, element by
+/// element (nothing when the model has no normalisation: `mean` empty). Indexed loops over
+/// slices of one length, so the compiler vectorises them.
+fn standardise_rows(values: &mut [f32], row_len: usize, mean: &[f32], inv_std: &[f32]) {
+    if mean.is_empty() || row_len == 0 {
         return;
     }
-    let n = dst.len().min(src.len()).min(mean.len()).min(inv_std.len());
-    let (dst, src, mean, inv_std) = (&mut dst[..n], &src[..n], &mean[..n], &inv_std[..n]);
-    for i in 0..n {
-        dst[i] = (src[i] - mean[i]) * inv_std[i];
+    debug_assert!(mean.len() == row_len && inv_std.len() == row_len);
+    let n = row_len.min(mean.len()).min(inv_std.len());
+    let (mean, inv_std) = (&mean[..n], &inv_std[..n]);
+    for row in values.chunks_exact_mut(row_len) {
+        let row = &mut row[..n];
+        for i in 0..n {
+            row[i] = (row[i] - mean[i]) * inv_std[i];
+        }
     }
 }
 
@@ -872,18 +903,6 @@ fn first_non_finite(values: &[f32]) -> Option<usize> {
         return None;
     }
     values.iter().position(|v| !v.is_finite())
-}
-
-/// [`standardise`] of `row` onto itself.
-fn standardise_in_place(row: &mut [f32], mean: &[f32], inv_std: &[f32]) {
-    if mean.is_empty() {
-        return;
-    }
-    let n = row.len().min(mean.len()).min(inv_std.len());
-    let (row, mean, inv_std) = (&mut row[..n], &mean[..n], &inv_std[..n]);
-    for i in 0..n {
-        row[i] = (row[i] - mean[i]) * inv_std[i];
-    }
 }
 
 /// One `session.run` on a view of `data` shaped `shape`; the single output is copied into `out`.

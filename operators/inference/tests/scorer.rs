@@ -217,6 +217,12 @@ fn bound_runs_agree_with_session_run_across_changing_batch_sizes() {
     // runs and kept: going back and forth between sizes reuses them, and every result must
     // equal a plain `session.run` on the same normalised rows.
     let mut scorer = Scorer::new(&press_tiny(), &cpu_config(VariantChoice::Fp32)).unwrap();
+    assert!(
+        scorer.uses_io_binding(),
+        "the CPU scorer binds small inputs"
+    );
+    // The load-time check of the binding is not a run (warm-up runs only).
+    assert_eq!(scorer.runs(), u64::from(scorer.warmup_runs_done()));
     let rows: Vec<Vec<f32>> = samples().into_iter().take(8).map(|(r, _)| r).collect();
     let mut out = Vec::new();
     for (step, n) in [1, 3, 5, 3, 1, 8, 1, 5].into_iter().enumerate() {

@@ -87,8 +87,10 @@ pub struct OpcUaLink {
     client: Option<Client>,
     connected: Option<Connected>,
     backoff: Backoff,
-    /// Where the PKI lives when `link.pki_dir` is not set: unique to this link.
-    default_pki: PathBuf,
+    /// The PKI directory when `link.pki_dir` is not set: a private (0700), randomly named temp
+    /// dir made when the client is built, removed when the link is dropped. Last field: it is
+    /// dropped after the client and the session.
+    default_pki: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for OpcUaLink {
@@ -98,15 +100,6 @@ impl std::fmt::Debug for OpcUaLink {
             .field("signals", &self.signals.len())
             .field("connected", &self.connected.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for OpcUaLink {
-    fn drop(&mut self) {
-        // The default PKI directory belongs to this process: leave no self-signed pairs behind.
-        if self.config.pki_dir.is_none() && self.client.is_some() {
-            let _ = std::fs::remove_dir_all(self.pki_dir());
-        }
     }
 }
 
@@ -146,7 +139,7 @@ impl OpcUaLink {
             client: None,
             connected: None,
             backoff,
-            default_pki: default_pki_dir(),
+            default_pki: None,
         })
     }
 
@@ -162,20 +155,34 @@ impl OpcUaLink {
         Duration::from_millis(self.config.request_timeout_ms)
     }
 
-    /// The PKI directory: `link.pki_dir`, or a per-process one under the temp dir (removed when
-    /// the link is dropped; configure `link.pki_dir` for a certificate the server trusts across
-    /// restarts).
-    fn pki_dir(&self) -> PathBuf {
-        self.config
-            .pki_dir
-            .as_ref()
-            .map_or_else(|| self.default_pki.clone(), PathBuf::from)
+    /// The PKI directory: `link.pki_dir`, or a private temp dir of this link (made on first use,
+    /// removed when the link is dropped; configure `link.pki_dir` for a certificate the server
+    /// trusts across restarts).
+    fn pki_dir(&mut self) -> Result<PathBuf, LinkError> {
+        if let Some(dir) = &self.config.pki_dir {
+            return Ok(PathBuf::from(dir));
+        }
+        if let Some(dir) = &self.default_pki {
+            return Ok(dir.path().to_path_buf());
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("forgeline-opcua-pki-")
+            .tempdir()
+            .map_err(|e| {
+                self.lost(
+                    "create a PKI directory under the temp dir (or set `link.pki_dir`)",
+                    e.to_string(),
+                )
+            })?;
+        let path = dir.path().to_path_buf();
+        self.default_pki = Some(dir);
+        Ok(path)
     }
 
     /// Builds the client once (certificates, trust, timeouts).
     fn client(&mut self) -> Result<&mut Client, LinkError> {
         if self.client.is_none() {
-            let pki_dir = self.pki_dir();
+            let pki_dir = self.pki_dir()?;
             let secure = self.config.security_policy != SecurityPolicy::None;
             if let Some(server_cert) = &self.config.server_certificate {
                 trust_server_certificate(&pki_dir, Path::new(server_cert)).map_err(|e| {
@@ -390,13 +397,6 @@ fn absolute(path: &str) -> PathBuf {
     } else {
         std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
     }
-}
-
-/// A PKI directory under the temp dir unique to one link of this process.
-fn default_pki_dir() -> PathBuf {
-    static LINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = LINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("forgeline-opcua-pki-{}-{n}", std::process::id()))
 }
 
 /// Copies the server's certificate into `pki_dir/trusted/` (the client trusts what is there).
