@@ -22,7 +22,7 @@ command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python >= 3.1
   || die "$("$PYTHON" --version 2>&1) is too old: forgeline needs Python >= 3.11 (set PYTHON=...)"
 
 # --- system packages (Debian) -----------------------------------------------------------------
-APT_PACKAGES=(mosquitto mosquitto-clients openssl)
+APT_PACKAGES=(mosquitto mosquitto-clients openssl minisign)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

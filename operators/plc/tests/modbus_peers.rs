@@ -2,16 +2,21 @@
 //! a pymodbus server and client (`tests/pymodbus_peer.py`) and our own simulator.
 //!
 //! The pymodbus tests need the project venv (`.venv/bin/python` with `pymodbus` from
-//! `operators/plc/requirements-test.txt`; override with `FORGELINE_PYTHON`). Without it they
-//! print why and pass without checking anything; everything else still runs.
+//! `operators/plc/requirements-test.txt`, installed by `scripts/setup.sh`; override with
+//! `FORGELINE_PYTHON`). Without it they fail naming the fix, or skip with
+//! `FORGELINE_ALLOW_MISSING_PEERS=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{decision, free_port, python, wait_event, wait_until};
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use forgeline_plc::{
     LinkConfig, ModbusLink, PlcConfig, PlcHealthEvent, PlcWorker, RegisterMap, SimConfig,
@@ -19,53 +24,8 @@ use forgeline_plc::{
 };
 use forgeline_schemas::{Correlation, Decision, Severity, Verdict};
 
-const STEP: Duration = Duration::from_millis(10);
-
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("FORGELINE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        });
-    let ok = Command::new(&python)
-        .args(["-c", "import pymodbus"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(python)
-    } else {
-        eprintln!(
-            "SKIPPED: {} cannot import pymodbus; run `.venv/bin/pip install -r operators/plc/requirements-test.txt` \
-             (or set FORGELINE_PYTHON)",
-            python.display()
-        );
-        None
-    }
-}
-
 fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pymodbus_peer.py")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(STEP);
-    }
 }
 
 /// One write request as logged by the pymodbus server.
@@ -156,20 +116,6 @@ impl Drop for PyServer {
     }
 }
 
-fn decision(seq: u64, verdict: Verdict, severity: Severity, score: f32) -> Decision {
-    Decision {
-        key: Correlation::new("press-07", seq, 1_000 + seq),
-        verdict,
-        severity,
-        score,
-        threshold: 3.0,
-        model_version: "press-anomaly@1.2.0".into(),
-        reason: format!("score {score}"),
-        decided_time_ns: 2_000 + seq,
-        source: "test".into(),
-    }
-}
-
 /// How the pymodbus server logs `write` (FC6 for one register, as the link sends it).
 fn logged_form(write: &Write) -> LoggedWrite {
     match write {
@@ -247,7 +193,9 @@ fn assert_plc_holds(coil: bool, registers: &[u16], d: &Decision) {
 
 #[test]
 fn link_writes_what_encode_says_to_a_pymodbus_server_and_reads_it_back() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("pymodbus") else {
+        return;
+    };
     let port = free_port();
     let server = PyServer::start(&python, port);
     let map = RegisterMap::default();
@@ -298,23 +246,11 @@ fn worker_config(port: u16, heartbeat_period_ms: u64) -> PlcConfig {
     config
 }
 
-fn wait_event(worker: &PlcWorker, code: &str, limit: Duration) -> PlcHealthEvent {
-    let start = Instant::now();
-    loop {
-        let left = limit
-            .checked_sub(start.elapsed())
-            .unwrap_or_else(|| panic!("no `{code}` health event within {limit:?}"));
-        if let Some(event) = worker.wait_health(left)
-            && event.code() == code
-        {
-            return event;
-        }
-    }
-}
-
 #[test]
 fn worker_writes_each_register_and_the_heartbeat_advances() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("pymodbus") else {
+        return;
+    };
     let port = free_port();
     let _server = PyServer::start(&python, port);
     let worker = PlcWorker::spawn(worker_config(port, 50)).unwrap();
@@ -364,7 +300,9 @@ fn worker_writes_each_register_and_the_heartbeat_advances() {
 
 #[test]
 fn plc_restart_gives_down_then_recovered_and_the_latest_decision_wins() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("pymodbus") else {
+        return;
+    };
     let port = free_port();
     let server = PyServer::start(&python, port);
     let worker = PlcWorker::spawn(worker_config(port, 50)).unwrap();
@@ -427,7 +365,9 @@ fn plc_restart_gives_down_then_recovered_and_the_latest_decision_wins() {
 
 #[test]
 fn our_simulator_is_served_and_read_back_by_a_pymodbus_client() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("pymodbus") else {
+        return;
+    };
     let sim = Simulator::start(&SimConfig {
         bind: "127.0.0.1:0".into(),
         ..SimConfig::default()

@@ -2,10 +2,15 @@
 //! (`tests/asyncua_peer.py`), which logs every Write service call it receives.
 //!
 //! Needs the project venv (`.venv/bin/python` with `asyncua` from
-//! `operators/plc/requirements-test.txt`; override with `FORGELINE_PYTHON`). Without it the tests
-//! print why and pass without checking anything.
+//! `operators/plc/requirements-test.txt`, installed by `scripts/setup.sh`; override with
+//! `FORGELINE_PYTHON`). Without it the tests fail naming the fix, or skip with
+//! `FORGELINE_ALLOW_MISSING_PEERS=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{decision, free_port, python, wait_event, wait_until};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -19,37 +24,6 @@ use forgeline_plc::{
 };
 use forgeline_schemas::{Correlation, Decision, Severity, Verdict};
 use serde_json::{Value, json};
-
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("FORGELINE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        });
-    let ok = Command::new(&python)
-        .args(["-c", "import asyncua"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(python)
-    } else {
-        eprintln!(
-            "SKIPPED: {} cannot import asyncua; run `.venv/bin/pip install -r operators/plc/requirements-test.txt`",
-            python.display()
-        );
-        None
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The asyncua server child process; every Write call it receives arrives on `log` as
 /// `[{"node", "value", "status"}, ...]`.
@@ -173,20 +147,6 @@ fn config(port: u16, verify_writes: bool) -> PlcConfig {
     config
 }
 
-fn decision(seq: u64, verdict: Verdict, severity: Severity, score: f32) -> Decision {
-    Decision {
-        key: Correlation::new("press-07", seq, 1_000 + seq),
-        verdict,
-        severity,
-        score,
-        threshold: 3.0,
-        model_version: "press-anomaly@1.2.0".into(),
-        reason: format!("score {score}"),
-        decided_time_ns: 2_000 + seq,
-        source: "test".into(),
-    }
-}
-
 /// What the server must have received for `d`: every signal, in order, seq last, all Good.
 fn expected_writes(d: &Decision) -> Vec<Value> {
     let score = if d.score.is_nan() {
@@ -209,34 +169,11 @@ fn expected_writes(d: &Decision) -> Vec<Value> {
     .collect()
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_event(worker: &PlcWorker, code: &str, limit: Duration) -> PlcHealthEvent {
-    let start = Instant::now();
-    loop {
-        let left = limit
-            .checked_sub(start.elapsed())
-            .unwrap_or_else(|| panic!("no `{code}` health event within {limit:?}"));
-        if let Some(event) = worker.wait_health(left)
-            && event.code() == code
-        {
-            return event;
-        }
-    }
-}
-
 #[test]
 fn each_signal_is_written_after_each_verdict_and_the_heartbeat_advances() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("asyncua") else {
+        return;
+    };
     let port = free_port();
     let server = UaServer::start(&python, port);
     // verify_writes: every write is also read back from the server and compared.
@@ -290,7 +227,9 @@ fn each_signal_is_written_after_each_verdict_and_the_heartbeat_advances() {
 
 #[test]
 fn a_write_the_server_refuses_is_reported_and_the_session_stays_up() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("asyncua") else {
+        return;
+    };
     let port = free_port();
     let _server = UaServer::start(&python, port);
     let mut config = config(port, false);
@@ -326,7 +265,9 @@ fn a_write_the_server_refuses_is_reported_and_the_session_stays_up() {
 
 #[test]
 fn server_down_then_back_gives_down_recovered_and_the_latest_state() {
-    let Some(python) = python() else { return };
+    let Some(python) = python("asyncua") else {
+        return;
+    };
     let port = free_port();
     let server = UaServer::start(&python, port);
     let worker = PlcWorker::spawn(config(port, false)).unwrap();
