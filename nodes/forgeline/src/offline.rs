@@ -140,23 +140,16 @@ pub fn score(
     let replay = replay_config(&graph, absolute(inputs)?)?;
     score_items(&graph, model, out, "stroke", false, move || {
         let mut source = ReplaySource::new(replay).map_err(|e| eyre!("{e}"))?;
-        Ok(Box::new(std::iter::from_fn(move || {
-            Some(
-                source
-                    .next_stroke()?
-                    .map(|stroke| {
-                        let now = now_ns();
-                        OfflineItem {
-                            file: stroke.source.clone(),
-                            seq: stroke.seq,
-                            port: "waveform",
-                            batch: Waveform::to_batch(&[stroke.into_waveform("replay", now)]),
-                            now,
-                        }
-                    })
-                    .map_err(|e| e.to_string()),
-            )
-        })))
+        Ok(offline_items(
+            move || source.next_stroke(),
+            |stroke, now| OfflineItem {
+                file: stroke.source.clone(),
+                seq: stroke.seq,
+                port: "waveform",
+                batch: Waveform::to_batch(&[stroke.into_waveform("replay", now)]),
+                now,
+            },
+        ))
     })
 }
 
@@ -176,6 +169,21 @@ pub(crate) struct OfflineItem {
 
 /// The items of one offline run, or the reason one could not be read (reported, then skipped).
 pub(crate) type OfflineItems = Box<dyn Iterator<Item = Result<OfflineItem, String>>>;
+
+/// The items of a source whose `next` gives recordings (`None`: exhausted; `Some(Err)`: one
+/// unreadable recording), each stamped with the time it is read and made an item by `item`.
+pub(crate) fn offline_items<T, E: std::fmt::Display>(
+    mut next: impl FnMut() -> Option<Result<T, E>> + 'static,
+    item: impl Fn(T, u64) -> OfflineItem + 'static,
+) -> OfflineItems {
+    Box::new(std::iter::from_fn(move || {
+        Some(
+            next()?
+                .map(|t| item(t, now_ns()))
+                .map_err(|e| e.to_string()),
+        )
+    }))
+}
 
 /// The loop shared by `forgeline score` for every line: builds the graph's stages in-process
 /// (inside the graph's directory, so its relative paths hold), publishes each item on the
@@ -476,14 +484,13 @@ pub fn evaluate(dataset: &Path, preds: &Path) -> eyre::Result<Evaluation> {
 /// The optical line's offline tools: `score` on images, `train optical`, and `evaluate` against
 /// an optical dataset's manifest.
 pub mod optical {
-    use super::{OfflineItem, absolute, python_tools, score_items};
+    use super::{OfflineItem, absolute, offline_items, python_tools, score_items};
     use crate::graph::Graph;
     use eyre::{WrapErr, bail, eyre};
     use forgeline_node_camera_acquisition::forgeline_vision::{
         self as vision, Camera, DType, Layout, PreprocessConfig, Preprocessor, ReplayCamera,
         ReplayConfig, ResizeMode,
     };
-    use forgeline_runtime::now_ns;
     use forgeline_schemas::Frame;
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufWriter, Write};
@@ -506,23 +513,16 @@ pub mod optical {
         score_items(graph, model, out, "image", true, move || {
             let mut camera =
                 ReplayCamera::new(ReplayConfig::from_paths(inputs)).map_err(|e| eyre!("{e}"))?;
-            Ok(Box::new(std::iter::from_fn(move || {
-                Some(
-                    camera
-                        .next_frame()?
-                        .map(|raw| {
-                            let now = now_ns();
-                            OfflineItem {
-                                file: raw.source.clone(),
-                                seq: raw.seq,
-                                port: "frame",
-                                batch: Frame::to_batch(&[raw.into_frame("replay", now)]),
-                                now,
-                            }
-                        })
-                        .map_err(|e| e.to_string()),
-                )
-            })))
+            Ok(offline_items(
+                move || camera.next_frame(),
+                |raw, now| OfflineItem {
+                    file: raw.source.clone(),
+                    seq: raw.seq,
+                    port: "frame",
+                    batch: Frame::to_batch(&[raw.into_frame("replay", now)]),
+                    now,
+                },
+            ))
         })
     }
 

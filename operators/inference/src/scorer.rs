@@ -56,7 +56,7 @@ pub struct Scorer {
     /// Output dimensions after the batch dimension (model.yml).
     output_dims: Vec<i64>,
     /// Whether runs from [`Scorer::input_buf`] go through an [`IoBinding`] (CPU provider, static
-    /// dimensions after the batch).
+    /// dimensions after the batch, a row of at most [`BIND_MAX_VALUES`] values).
     bind: bool,
     /// Pre-bound tensors by batch size (index `rows - 1`), made on first use of that size: at
     /// most [`BIND_MAX_VALUES`] / row length sizes (the press model: 33 sizes, 70 KB if all
@@ -257,6 +257,7 @@ impl Scorer {
         let row_len = input.row_len();
         let output_dims = output.shape.get(1..).unwrap_or_default().to_vec();
         let bind = provider == Provider::Cpu
+            && row_len <= BIND_MAX_VALUES
             && input.shape[1..].iter().chain(&output_dims).all(|d| *d > 0);
         let output_width = match meta.task {
             Task::Anomaly => 1,

@@ -39,10 +39,18 @@ pub struct ThresholdConfig {
     /// severity unless it is `none` (default `warning`).
     #[serde(default = "default_sensor_fault_severity")]
     pub sensor_fault_severity: Severity,
+    /// What the line decides on, plural, for operator alert texts ("3 of the last 20 parts …"):
+    /// `strokes` (default) on a press, `parts` on an inspection line.
+    #[serde(default = "default_items")]
+    pub items: String,
 }
 
 fn default_sensor_fault_severity() -> Severity {
     Severity::Warning
+}
+
+fn default_items() -> String {
+    "strokes".into()
 }
 
 impl ThresholdConfig {
@@ -56,6 +64,7 @@ impl ThresholdConfig {
             confirm: Confirm::default(),
             hysteresis: Hysteresis::default(),
             sensor_fault_severity: default_sensor_fault_severity(),
+            items: default_items(),
         }
     }
 }
@@ -143,6 +152,12 @@ impl ThresholdConfig {
         let mut push = |field: &'static str, problem: String| {
             problems.push(ConfigProblem { field, problem });
         };
+        if self.items.trim().is_empty() {
+            push(
+                "items",
+                "is empty; name what is decided, plural (e.g. `strokes`, `parts`)".into(),
+            );
+        }
         let (warning, critical) = match (self.from_model, model) {
             (false, _) => {
                 if self.warning.is_none() {

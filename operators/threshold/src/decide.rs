@@ -233,8 +233,9 @@ impl Threshold {
                 self.limits.warning
             };
             format!(
-                "{count} of the last {} strokes at or above {level} {} (or sensor faults); last: {}",
+                "{count} of the last {} {} at or above {level} {} (or sensor faults); last: {}",
                 confirm.m,
+                self.cfg.items,
                 num(limit),
                 decision.reason
             )
@@ -282,8 +283,9 @@ impl Threshold {
                     AlertKind::Clear,
                     active,
                     format!(
-                        "{asset_id}: {active} alert cleared: {} consecutive strokes below {}",
+                        "{asset_id}: {active} alert cleared: {} consecutive {} below {}",
                         self.cfg.hysteresis.clear_after,
+                        self.cfg.items,
                         num(below)
                     ),
                 ))

@@ -236,6 +236,41 @@ fn confirmed_critical_escalates_a_warning_alert() {
 }
 
 #[test]
+fn alert_texts_name_what_the_line_decides_on() {
+    // An inspection line says "parts", in the raise and in the clear text.
+    let mut t = Threshold::new(ThresholdConfig {
+        items: "parts".into(),
+        confirm: Confirm { n: 2, m: 3 },
+        hysteresis: Hysteresis {
+            margin: 0.0,
+            clear_after: 2,
+        },
+        ..ThresholdConfig::with_limits(WARNING, CRITICAL)
+    })
+    .unwrap();
+    let texts: Vec<String> = [3.5, 3.5, 0.1, 0.1]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &v)| t.decide(&score("cam", i as u64, v), 0).alert)
+        .map(|a| a.message)
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("2 of the last 3 parts at or above"),
+        "{texts:?}"
+    );
+    assert!(texts[1].contains("2 consecutive parts below"), "{texts:?}");
+
+    let err = Threshold::new(ThresholdConfig {
+        items: " ".into(),
+        ..ThresholdConfig::with_limits(WARNING, CRITICAL)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("items"), "{err}");
+}
+
+#[test]
 fn hysteresis_prevents_flapping_around_the_warning_level() {
     let oscillating: Vec<f32> = (0..100)
         .map(|i| if i % 2 == 0 { 2.1 } else { 1.9 })
